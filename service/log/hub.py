@@ -1,0 +1,240 @@
+"""The per-process live-tail hub: many live readers, one upstream subscription per stream.
+
+Every live reader in a process (SSE, long-poll) registers a :class:`Watch` on the hub instead of
+polling storage. The backend feeds the hub one :class:`Notice` per append: the memory backend
+directly, the Redis backend from a single pub/sub connection. A notice carries the appended
+chunks when they are small, so a reader at the tail gets new data with no storage read at all;
+a reader that finds a gap (it was behind, or the notice had no payload, or the subscription was
+re-established) re-reads from storage at its own offset. Nothing here is unbounded: each watch
+keeps a few notices and, past that, only remembers that it must re-read.
+
+Race-freedom: a reader registers its watch and waits until the upstream subscription is active
+*before* its first storage read, so an append can't slip between "read found nothing" and
+"started listening".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from service.log.base import Chunk, ReadResult
+from service.log.offsets import Offset
+
+if TYPE_CHECKING:
+    from service.log.base import ChunkLog
+
+__all__ = ["Follower", "LiveHub", "Notice", "Watch"]
+
+_MAX_PENDING = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something happened to a stream: an append (maybe with its chunks), a close, a delete."""
+
+    start: Offset
+    tail: Offset
+    closed: bool
+    chunks: tuple[Chunk, ...] | None = None
+    deleted: bool = False
+    resync: bool = False
+
+
+RESYNC = Notice(start=Offset(0, 0), tail=Offset(0, 0), closed=False, resync=True)
+
+
+class Watch:
+    """One reader's mailbox on the hub."""
+
+    __slots__ = ("_event", "_notices", "_overflow", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._event = asyncio.Event()
+        self._notices: deque[Notice] = deque()
+        self._overflow = False
+
+    def push(self, notice: Notice) -> None:
+        """Deliver a notice; past the bound, drop them all and remember to re-read."""
+        if len(self._notices) >= _MAX_PENDING:
+            self._notices.clear()
+            self._overflow = True
+        self._notices.append(notice)
+        self._event.set()
+
+    def drain(self) -> tuple[list[Notice], bool]:
+        """Pending notices, and whether some were dropped."""
+        notices = list(self._notices)
+        overflow = self._overflow
+        self._notices.clear()
+        self._overflow = False
+        self._event.clear()
+        return notices, overflow
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait for a notice; False on timeout."""
+        if self._event.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class LiveHub:
+    """Fans notices out to local watches; subclasses connect it to an upstream."""
+
+    def __init__(self) -> None:
+        self._watches: dict[str, set[Watch]] = {}
+        self._ready: dict[str, asyncio.Future[None]] = {}
+
+    @property
+    def watch_count(self) -> int:
+        """Live readers registered in this process."""
+        return sum(len(ws) for ws in self._watches.values())
+
+    @property
+    def stream_count(self) -> int:
+        """Streams with at least one live reader in this process."""
+        return len(self._watches)
+
+    @asynccontextmanager
+    async def watch(self, path: str) -> AsyncIterator[Watch]:
+        """Register a watch on ``path``; it is live (subscribed upstream) once entered."""
+        w = Watch(path)
+        watches = self._watches.get(path)
+        if watches is None:
+            watches = self._watches[path] = set()
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._ready[path] = fut
+            watches.add(w)
+            try:
+                await self._subscribe(path)
+            except BaseException as exc:
+                self._drop(w)
+                if not fut.done():
+                    fut.set_exception(exc)
+                    fut.exception()  # mark retrieved: later waiters re-raise their own
+                raise
+            if not fut.done():
+                fut.set_result(None)
+        else:
+            watches.add(w)
+            ready = self._ready.get(path)
+            if ready is not None:
+                try:
+                    await asyncio.shield(ready)
+                except BaseException:
+                    self._drop(w)
+                    raise
+        try:
+            yield w
+        finally:
+            if self._drop(w):
+                await self._unsubscribe(path)
+
+    def _drop(self, w: Watch) -> bool:
+        """Remove a watch; True if it was the path's last one."""
+        watches = self._watches.get(w.path)
+        if watches is None:
+            return False
+        watches.discard(w)
+        if watches:
+            return False
+        del self._watches[w.path]
+        self._ready.pop(w.path, None)
+        return True
+
+    def publish(self, path: str, notice: Notice) -> None:
+        """Deliver a notice to every local watch of ``path``."""
+        for w in self._watches.get(path, ()):
+            w.push(notice)
+
+    def resync_all(self) -> None:
+        """Tell every reader to re-read from storage (after the upstream was lost)."""
+        for watches in self._watches.values():
+            for w in watches:
+                w.push(RESYNC)
+
+    async def _subscribe(self, path: str) -> None:
+        """Start receiving notices for ``path`` (no-op for in-process backends)."""
+
+    async def _unsubscribe(self, path: str) -> None:
+        """Stop receiving notices for ``path``."""
+
+
+class Follower:
+    """Reads a stream from an offset onwards, waiting on the hub (never polling) at the tail."""
+
+    def __init__(self, log: ChunkLog, watch: Watch, start: Offset, max_bytes: int) -> None:
+        self._log = log
+        self._watch = watch
+        self._pos = start
+        self._max_bytes = max_bytes
+        self._fresh = True
+
+    @property
+    def position(self) -> Offset:
+        """The offset the next batch starts at."""
+        return self._pos
+
+    async def next(self, timeout: float | None) -> ReadResult | None:
+        """The next batch, or the final state of a closed stream; ``None`` on timeout.
+
+        Raises the backend's errors (e.g. ``StreamNotFound`` after a delete).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self._fresh:
+                self._fresh = False
+                result = await self._log.read(self._watch.path, self._pos, self._max_bytes)
+                self._pos = result.next_offset
+                if result.chunks or result.at_end:
+                    return result
+            notices, must_read = self._watch.drain()
+            chunks: list[Chunk] = []
+            size = 0
+            last: Notice | None = None
+            for notice in notices:
+                if notice.resync or notice.deleted or notice.chunks is None:
+                    must_read = (
+                        must_read or notice.resync or notice.deleted or (notice.tail > self._pos)
+                    )
+                    last = notice
+                    continue
+                if notice.start > self._pos or must_read or size > self._max_bytes:
+                    must_read = True
+                    continue
+                for chunk in notice.chunks:
+                    if chunk.end > self._pos:
+                        chunks.append(chunk)
+                        size += len(chunk.data)
+                        self._pos = chunk.end
+                last = notice
+            if must_read:
+                self._fresh = True
+                if chunks:
+                    # Deliver what we have; the re-read continues right after it.
+                    return self._result(chunks, last)
+                continue
+            if chunks or (last is not None and last.closed and last.tail == self._pos):
+                return self._result(chunks, last)
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return None
+            if not await self._watch.wait(remaining):
+                return None
+
+    def _result(self, chunks: list[Chunk], last: Notice | None) -> ReadResult:
+        tail = last.tail if last is not None and last.tail > self._pos else self._pos
+        closed = bool(last is not None and last.closed)
+        return ReadResult(
+            chunks=tuple(chunks), next_offset=self._pos, tail=tail, closed=closed, content_type=""
+        )

@@ -1,0 +1,192 @@
+"""Every setting Rivulet reads, in one place, read from the environment once.
+
+This is the only module that touches ``os.environ``. Each field documents itself; the README's
+configuration table is generated from the same docstrings by ``rivulet config``.
+Bad values raise :class:`SettingsError` with the variable name, so ``rivulet serve`` fails at
+start with a clear message instead of half-working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+__all__ = ["Settings", "SettingsError", "describe_settings"]
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+class SettingsError(ValueError):
+    """A setting in the environment is missing, malformed or out of range."""
+
+
+def _doc(env: str, text: str) -> dict[str, str]:
+    return {"env": env, "doc": text}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Process configuration. Build with :meth:`from_env`; tests construct it directly."""
+
+    host: str = field(default="127.0.0.1", metadata=_doc("RIVULET_HOST", "Address to bind."))
+    port: int = field(default=8080, metadata=_doc("RIVULET_PORT", "TCP port to bind."))
+    redis_url: str | None = field(
+        default=None,
+        metadata=_doc(
+            "REDIS_URL",
+            "Redis URL (`redis://`, `rediss://`, `unix://`). Unset: the in-memory log "
+            "(single process, lost on restart).",
+        ),
+    )
+    redis_max_connections: int = field(
+        default=32,
+        metadata=_doc(
+            "RIVULET_REDIS_MAX_CONNECTIONS",
+            "Command connections per process; callers wait for a free one instead of failing.",
+        ),
+    )
+    redis_key_prefix: str = field(
+        default="rivulet",
+        metadata=_doc("RIVULET_REDIS_KEY_PREFIX", "Prefix of every Redis key and channel."),
+    )
+    log_format: LogFormat = field(
+        default="auto",
+        metadata=_doc(
+            "RIVULET_LOG_FORMAT",
+            "`json`, `console`, or `auto` (console on a terminal, JSON otherwise).",
+        ),
+    )
+    log_level: str = field(
+        default="info",
+        metadata=_doc("RIVULET_LOG_LEVEL", "`debug`, `info`, `warning` or `error`."),
+    )
+    max_body_bytes: int = field(
+        default=16 * 1024 * 1024,
+        metadata=_doc("RIVULET_MAX_BODY_BYTES", "Largest accepted request body; larger gets 413."),
+    )
+    read_max_bytes: int = field(
+        default=1024 * 1024,
+        metadata=_doc(
+            "RIVULET_READ_MAX_BYTES",
+            "Soft cap on one catch-up response or SSE data event; the rest is paginated.",
+        ),
+    )
+    long_poll_timeout: float = field(
+        default=10.0,
+        metadata=_doc(
+            "RIVULET_LONG_POLL_TIMEOUT",
+            "Seconds a `live=long-poll` read waits for data before answering 204.",
+        ),
+    )
+    sse_max_duration: float = field(
+        default=60.0,
+        metadata=_doc(
+            "RIVULET_SSE_MAX_DURATION",
+            "Seconds after which a `live=sse` connection is closed so the client resumes "
+            "(lets CDNs collapse readers; the protocol suggests ~60).",
+        ),
+    )
+    sse_heartbeat: float = field(
+        default=15.0,
+        metadata=_doc(
+            "RIVULET_SSE_HEARTBEAT",
+            "Seconds between SSE comment heartbeats on an idle connection (keeps proxies "
+            "from timing it out).",
+        ),
+    )
+    cors_origins: tuple[str, ...] = field(
+        default=("*",),
+        metadata=_doc(
+            "RIVULET_CORS_ORIGINS",
+            "Comma-separated origins allowed by CORS, or `*` for any.",
+        ),
+    )
+    shutdown_grace: float = field(
+        default=10.0,
+        metadata=_doc(
+            "RIVULET_SHUTDOWN_GRACE",
+            "Seconds live readers get to finish after SIGTERM before they are closed.",
+        ),
+    )
+
+    @property
+    def backend(self) -> Literal["memory", "redis"]:
+        """Which chunk log backend these settings select."""
+        return "redis" if self.redis_url else "memory"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise :class:`SettingsError` naming the variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            values[f.name] = _parse(name, f.type, raw.strip())
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check ranges and cross-field rules."""
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"RIVULET_PORT must be 1..65535, got {self.port}")
+        if self.redis_url is not None:
+            scheme = urlsplit(self.redis_url).scheme
+            if scheme not in {"redis", "rediss", "unix"}:
+                raise SettingsError(
+                    f"REDIS_URL must start with redis://, rediss:// or unix://, got {scheme!r}"
+                )
+        if self.log_format not in ("auto", "json", "console"):
+            raise SettingsError("RIVULET_LOG_FORMAT must be auto, json or console")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise SettingsError("RIVULET_LOG_LEVEL must be debug, info, warning or error")
+        positive = {
+            "RIVULET_REDIS_MAX_CONNECTIONS": self.redis_max_connections,
+            "RIVULET_MAX_BODY_BYTES": self.max_body_bytes,
+            "RIVULET_READ_MAX_BYTES": self.read_max_bytes,
+            "RIVULET_LONG_POLL_TIMEOUT": self.long_poll_timeout,
+            "RIVULET_SSE_MAX_DURATION": self.sse_max_duration,
+            "RIVULET_SSE_HEARTBEAT": self.sse_heartbeat,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise SettingsError(f"{name} must be positive, got {value}")
+        if self.shutdown_grace < 0:
+            raise SettingsError("RIVULET_SHUTDOWN_GRACE must be >= 0")
+        if not self.redis_key_prefix or any(c in self.redis_key_prefix for c in "{} "):
+            raise SettingsError(
+                "RIVULET_REDIS_KEY_PREFIX must be non-empty, without {, } or spaces"
+            )
+
+
+def _parse(name: str, type_: object, raw: str) -> object:
+    kind = str(type_)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if kind.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if kind == "LogFormat":
+        return raw.lower()
+    return raw
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """``(env var, default, description)`` for every setting, for docs and ``rivulet config``."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        rows.append((f.metadata["env"], "" if shown is None else str(shown), f.metadata["doc"]))
+    return rows
