@@ -110,6 +110,8 @@ class ReadResult:
     tail: Offset
     closed: bool
     content_type: str
+    created_ms: int = 0
+    """When this incarnation of the stream was created: tells a recreated stream apart."""
 
     @property
     def up_to_date(self) -> bool:

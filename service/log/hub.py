@@ -43,9 +43,11 @@ class Notice:
     chunks: tuple[Chunk, ...] | None = None
     deleted: bool = False
     resync: bool = False
+    interrupt: bool = False
 
 
 RESYNC = Notice(start=Offset(0, 0), tail=Offset(0, 0), closed=False, resync=True)
+INTERRUPT = Notice(start=Offset(0, 0), tail=Offset(0, 0), closed=False, interrupt=True)
 
 
 class Watch:
@@ -162,6 +164,12 @@ class LiveHub:
             for w in watches:
                 w.push(RESYNC)
 
+    def interrupt_all(self) -> None:
+        """Make every waiting reader return now (graceful shutdown: readers resume elsewhere)."""
+        for watches in self._watches.values():
+            for w in watches:
+                w.push(INTERRUPT)
+
     async def _subscribe(self, path: str) -> None:
         """Start receiving notices for ``path`` (no-op for in-process backends)."""
 
@@ -178,6 +186,8 @@ class Follower:
         self._pos = start
         self._max_bytes = max_bytes
         self._fresh = True
+        self._content_type = ""
+        self._created_ms = 0
 
     @property
     def position(self) -> Offset:
@@ -196,13 +206,19 @@ class Follower:
                 self._fresh = False
                 result = await self._log.read(self._watch.path, self._pos, self._max_bytes)
                 self._pos = result.next_offset
+                self._content_type = result.content_type
+                self._created_ms = result.created_ms
                 if result.chunks or result.at_end:
                     return result
             notices, must_read = self._watch.drain()
             chunks: list[Chunk] = []
             size = 0
             last: Notice | None = None
+            interrupted = False
             for notice in notices:
+                if notice.interrupt:
+                    interrupted = True
+                    continue
                 if notice.resync or notice.deleted or notice.chunks is None:
                     must_read = (
                         must_read or notice.resync or notice.deleted or (notice.tail > self._pos)
@@ -219,13 +235,16 @@ class Follower:
                         self._pos = chunk.end
                 last = notice
             if must_read:
+                # Storage has more than the notices carried; the next read resumes from here.
                 self._fresh = True
-                if chunks:
-                    # Deliver what we have; the re-read continues right after it.
-                    return self._result(chunks, last)
-                continue
-            if chunks or (last is not None and last.closed and last.tail == self._pos):
+            if chunks or (
+                not must_read and last is not None and last.closed and last.tail == self._pos
+            ):
                 return self._result(chunks, last)
+            if interrupted:
+                return None
+            if must_read:
+                continue
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return None
@@ -236,5 +255,10 @@ class Follower:
         tail = last.tail if last is not None and last.tail > self._pos else self._pos
         closed = bool(last is not None and last.closed)
         return ReadResult(
-            chunks=tuple(chunks), next_offset=self._pos, tail=tail, closed=closed, content_type=""
+            chunks=tuple(chunks),
+            next_offset=self._pos,
+            tail=tail,
+            closed=closed,
+            content_type=self._content_type,
+            created_ms=self._created_ms,
         )

@@ -338,6 +338,7 @@ class MemoryChunkLog:
             tail=s.tail,
             closed=s.closed,
             content_type=s.content_type,
+            created_ms=s.created_ms,
         )
 
     async def info(self, path: str) -> StreamInfo:

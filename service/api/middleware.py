@@ -1,0 +1,62 @@
+"""One ASGI middleware for what every response needs: browser security headers and an access log.
+
+Security headers go on *every* response, errors and streams included (protocol §10.7), so they
+are added at the ``http.response.start`` message rather than per handler. The access log never
+records query strings: they may carry read tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from service.telemetry import get_logger
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["EdgeMiddleware"]
+
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"cross-origin-resource-policy", b"cross-origin"),
+)
+
+access = get_logger("service.access")
+
+
+class EdgeMiddleware:
+    """Adds security headers and logs one ``http.request`` line per finished request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # type: ignore[comparison-overlap]
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers.extend(kv for kv in _SECURITY_HEADERS if kv[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path = scope.get("path", "")
+            if path not in ("/livez", "/readyz"):
+                access.info(
+                    "http.request",
+                    method=scope.get("method"),
+                    path=path,
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )

@@ -1,0 +1,428 @@
+"""The Durable Streams HTTP surface at ``/v1/stream/{path}``: PUT, POST, GET, HEAD, DELETE.
+
+Handlers parse and validate, then make one call to the chunk log; every rule that decides a
+write's fate lives in the log (see ``service.log.base``). Responses are built as raw ASGI
+responses because the protocol pins exact header values (``text/plain`` must not grow a
+``; charset=utf-8``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from litestar import Request, delete, get, head, post, put
+from litestar.response import Response
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+
+from service.log import (
+    ChunkLog,
+    Follower,
+    LogError,
+    Offset,
+    ReadResult,
+    StreamConfig,
+    StreamGone,
+    StreamNotFound,
+)
+from service.log.rules import media_type
+from service.protocol import headers as h
+from service.protocol import sse
+from service.protocol.cursor import next_cursor
+from service.protocol.errors import RawResponse as _Raw
+from service.protocol.errors import error_response, log_error_response
+from service.settings import Settings
+from service.telemetry import get_logger
+
+__all__ = ["STREAM_ROOT", "ProtocolState", "stream_handlers"]
+
+STREAM_ROOT = "/v1/stream"
+_MAX_NAME = 1024
+_DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+log = get_logger("service.protocol")
+
+Kind = Literal["json", "text", "binary"]
+
+
+@dataclass(slots=True)
+class ProtocolState:
+    """What the handlers need, stored on ``app.state.protocol`` by ``create_app``."""
+
+    log: ChunkLog
+    settings: Settings
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _state(request: Request[Any, Any, Any]) -> ProtocolState:
+    state: ProtocolState = request.app.state.protocol
+    return state
+
+
+def _kind(content_type: str) -> Kind:
+    mt = media_type(content_type)
+    if mt == "application/json":
+        return "json"
+    if mt.startswith("text/"):
+        return "text"
+    return "binary"
+
+
+def _stream_name(path: str) -> str:
+    """The stream id for a route's ``{path}``: no empty, control-character or dot segments."""
+    name = path.lstrip("/")
+    if not name:
+        raise h.BadRequest("stream path is empty", "INVALID_PATH")
+    if len(name) > _MAX_NAME:
+        raise h.BadRequest(f"stream path is longer than {_MAX_NAME} characters", "INVALID_PATH")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise h.BadRequest("stream path contains control characters", "INVALID_PATH")
+    if any(seg in ("", ".", "..") for seg in name.split("/")):
+        raise h.BadRequest("stream path has an empty, '.' or '..' segment", "INVALID_PATH")
+    return name
+
+
+def _source_name(raw: str | None) -> str | None:
+    """``Stream-Forked-From`` names a stream by URL path (or full URL) under this server."""
+    if raw is None:
+        return None
+    path = urlsplit(raw).path if "://" in raw else raw
+    prefix = STREAM_ROOT + "/"
+    if not path.startswith(prefix):
+        raise h.BadRequest(f"{h.FORKED_FROM} must be a path under {prefix}", "INVALID_FORK")
+    return _stream_name(path[len(prefix) :])
+
+
+def _reject_constant(value: str) -> Any:
+    raise ValueError(f"{value} is not JSON")
+
+
+def _json_items(body: bytes, *, allow_empty: bool) -> list[bytes]:
+    """A JSON body as messages: a top-level array is flattened one level."""
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise h.BadRequest("body is not valid JSON", "INVALID_JSON") from None
+    values = value if isinstance(value, list) else [value]
+    if not values and not allow_empty:
+        raise h.BadRequest("an empty JSON array appends nothing", "EMPTY_BODY")
+    return [json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode() for v in values]
+
+
+def _items(body: bytes, content_type: str, *, allow_empty: bool) -> list[bytes]:
+    if not body:
+        return []
+    if _kind(content_type) == "json":
+        return _json_items(body, allow_empty=allow_empty)
+    return [body]
+
+
+def _bad(exc: h.BadRequest, *, head: bool = False) -> ASGIResponse:
+    return error_response(400, exc.code, str(exc), head=head)
+
+
+def _expiry_headers(ttl: int | None, expires_at_ms: int | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if ttl is not None:
+        out[h.TTL] = str(ttl)
+    elif expires_at_ms is not None:
+        out[h.EXPIRES_AT] = h.format_expires_at(expires_at_ms)
+    return out
+
+
+def _body(result: ReadResult, kind: Kind) -> bytes:
+    if kind == "json":
+        return b"[" + b",".join(c.data for c in result.chunks) + b"]"
+    return b"".join(c.data for c in result.chunks)
+
+
+def _etag(start: Offset, result: ReadResult) -> str:
+    closed = ":c" if result.at_end else ""
+    return f'"{result.created_ms}:{start}:{result.next_offset}{closed}"'
+
+
+def _read_headers(result: ReadResult, content_type: str) -> dict[str, str]:
+    out = {"content-type": content_type, h.NEXT_OFFSET: str(result.next_offset)}
+    if result.up_to_date:
+        out[h.UP_TO_DATE] = "true"
+        # The tail moves: let caches keep it only with revalidation (ETag/304).
+        out["cache-control"] = "no-cache"
+    else:
+        # Bytes between two offsets never change: safe to cache, but the data is per-user.
+        out["cache-control"] = "private, max-age=60, stale-while-revalidate=300"
+    if result.at_end:
+        out[h.CLOSED] = "true"
+    return out
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+@put(f"{STREAM_ROOT}/{{path:path}}", status_code=201, name="stream:create")
+async def create_stream(request: Request[Any, Any, Any], path: str) -> ASGIResponse:
+    """Create a stream, or confirm an identical one (200); 409 on a different config."""
+    st = _state(request)
+    hdrs = request.headers
+    try:
+        name = _stream_name(path)
+        ttl = h.parse_ttl(hdrs.get(h.TTL))
+        expires = h.parse_expires_at(hdrs.get(h.EXPIRES_AT))
+        if ttl is not None and expires is not None:
+            raise h.BadRequest(f"send {h.TTL} or {h.EXPIRES_AT}, not both", "CONFLICTING_EXPIRY")
+        closed = h.parse_closed(hdrs.get(h.CLOSED))
+        fork = h.parse_fork(
+            _source_name(hdrs.get(h.FORKED_FROM)),
+            hdrs.get(h.FORK_OFFSET),
+            hdrs.get(h.FORK_SUB_OFFSET),
+        )
+        content_type = hdrs.get("content-type")
+        if content_type is None and fork is None:
+            content_type = _DEFAULT_CONTENT_TYPE
+        body = await request.body()
+        parse_as = content_type
+        if parse_as is None and body and fork is not None:
+            parse_as = (await st.log.info(fork.source)).content_type
+        items = _items(body, parse_as or _DEFAULT_CONTENT_TYPE, allow_empty=True)
+        config = StreamConfig(
+            content_type=content_type,
+            ttl_seconds=ttl,
+            expires_at_ms=expires,
+            closed=closed,
+            fork=fork,
+        )
+        info, created = await st.log.create(name, config, items)
+    except h.BadRequest as exc:
+        return _bad(exc)
+    except LogError as exc:
+        return log_error_response(exc)
+    out = {"content-type": info.content_type, h.NEXT_OFFSET: str(info.next_offset)}
+    out.update(_expiry_headers(info.ttl_seconds, info.expires_at_ms))
+    if info.closed:
+        out[h.CLOSED] = "true"
+    if created:
+        out["location"] = str(request.url.with_replacements(query=""))
+        log.info("stream.create", stream=name, content_type=info.content_type, fork=bool(fork))
+    return ASGIResponse(body=b"", status_code=201 if created else 200, headers=out)
+
+
+@post(f"{STREAM_ROOT}/{{path:path}}", status_code=200, name="stream:append")
+async def append_stream(request: Request[Any, Any, Any], path: str) -> ASGIResponse:
+    """Append the body (and/or close the stream) as one atomic step."""
+    st = _state(request)
+    hdrs = request.headers
+    try:
+        name = _stream_name(path)
+        close = h.parse_closed(hdrs.get(h.CLOSED))
+        producer = h.parse_producer(
+            hdrs.get(h.PRODUCER_ID), hdrs.get(h.PRODUCER_EPOCH), hdrs.get(h.PRODUCER_SEQ)
+        )
+        content_type = hdrs.get("content-type")
+        body = await request.body()
+        if not body and not close:
+            raise h.BadRequest("empty body: nothing to append", "EMPTY_BODY")
+        if body and content_type is None:
+            raise h.BadRequest("Content-Type is required with a body", "MISSING_CONTENT_TYPE")
+        items = _items(body, content_type or "", allow_empty=False)
+        result = await st.log.append(
+            name,
+            items,
+            content_type=content_type if items else None,
+            stream_seq=hdrs.get(h.SEQ),
+            producer=producer,
+            close=close,
+        )
+    except h.BadRequest as exc:
+        return _bad(exc)
+    except LogError as exc:
+        return log_error_response(exc)
+    out = {h.NEXT_OFFSET: str(result.next_offset)}
+    if result.closed:
+        out[h.CLOSED] = "true"
+    status = 204
+    if producer is not None:
+        out[h.PRODUCER_EPOCH] = str(result.producer_epoch)
+        out[h.PRODUCER_SEQ] = str(result.producer_seq)
+        if items and not result.duplicate:
+            status = 200
+    return ASGIResponse(body=b"", status_code=status, headers=out)
+
+
+@head(f"{STREAM_ROOT}/{{path:path}}", name="stream:head")
+async def head_stream(request: Request[Any, Any, Any], path: str) -> Response[None]:
+    """Metadata only; never cached, never extends a TTL."""
+    st = _state(request)
+    try:
+        name = _stream_name(path)
+        info = await st.log.info(name)
+    except h.BadRequest as exc:
+        return _Raw(_bad(exc, head=True))
+    except LogError as exc:
+        return _Raw(log_error_response(exc, head=True))
+    out = {
+        "content-type": info.content_type,
+        h.NEXT_OFFSET: str(info.next_offset),
+        "cache-control": "no-store",
+    }
+    out.update(_expiry_headers(info.ttl_seconds, info.expires_at_ms))
+    if info.closed:
+        out[h.CLOSED] = "true"
+    return _Raw(ASGIResponse(body=b"", headers=out, is_head_response=True))
+
+
+@delete(f"{STREAM_ROOT}/{{path:path}}", status_code=200, name="stream:delete")
+async def delete_stream(request: Request[Any, Any, Any], path: str) -> ASGIResponse:
+    """Delete a stream; forks keep reading what they inherited."""
+    st = _state(request)
+    try:
+        name = _stream_name(path)
+        await st.log.delete(name)
+    except h.BadRequest as exc:
+        return _bad(exc)
+    except LogError as exc:
+        return log_error_response(exc)
+    log.info("stream.delete", stream=name)
+    return ASGIResponse(body=b"", status_code=204)
+
+
+@get(f"{STREAM_ROOT}/{{path:path}}", name="stream:read")
+async def read_stream(request: Request[Any, Any, Any], path: str) -> ASGIResponse:
+    """Catch-up read, ``live=long-poll`` or ``live=sse``."""
+    st = _state(request)
+    query = parse_qs(
+        request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+    )
+    live = query.get("live", [None])[-1]
+    try:
+        name = _stream_name(path)
+        start = h.parse_read_offset(query.get("offset", []))
+        if live not in (None, "long-poll", "sse"):
+            raise h.BadRequest("live must be long-poll or sse", "INVALID_LIVE_MODE")
+        if live is not None and not start.explicit:
+            raise h.BadRequest(f"live={live} needs an offset", "OFFSET_REQUIRED")
+        cursor = query.get("cursor", [None])[-1]
+        if live == "sse":
+            return await _sse(st, name, start, cursor)
+        if start.now:
+            return await _read_now(st, name, live, cursor)
+        if live == "long-poll":
+            return await _long_poll(st, name, start.offset, cursor)
+        result = await st.log.read(name, start.offset, st.settings.read_max_bytes)
+    except h.BadRequest as exc:
+        return _bad(exc)
+    except LogError as exc:
+        return log_error_response(exc)
+    out = _read_headers(result, result.content_type)
+    etag = _etag(start.offset, result)
+    out["etag"] = etag
+    if request.headers.get("if-none-match") == etag:
+        return ASGIResponse(body=b"", status_code=304, headers=out)
+    return ASGIResponse(body=_body(result, _kind(result.content_type)), headers=out)
+
+
+async def _read_now(
+    st: ProtocolState, name: str, live: str | None, cursor: str | None
+) -> ASGIResponse:
+    info = await st.log.touch(name)
+    if live == "long-poll":
+        return await _long_poll(st, name, info.next_offset, cursor)
+    out = {
+        "content-type": info.content_type,
+        h.NEXT_OFFSET: str(info.next_offset),
+        h.UP_TO_DATE: "true",
+        "cache-control": "no-store",
+    }
+    if info.closed:
+        out[h.CLOSED] = "true"
+    body = b"[]" if _kind(info.content_type) == "json" else b""
+    return ASGIResponse(body=body, headers=out)
+
+
+async def _long_poll(
+    st: ProtocolState, name: str, start: Offset, cursor: str | None
+) -> ASGIResponse:
+    async with st.log.hub.watch(name) as watch:
+        follower = Follower(st.log, watch, start, st.settings.read_max_bytes)
+        result = await follower.next(st.settings.long_poll_timeout)
+    out: dict[str, str] = {h.CURSOR: next_cursor(cursor)}
+    if result is None or not result.chunks:
+        tail = follower.position if result is None else result.next_offset
+        out.update({h.NEXT_OFFSET: str(tail), h.UP_TO_DATE: "true", "cache-control": "no-store"})
+        if result is not None and result.at_end:
+            out[h.CLOSED] = "true"
+        return ASGIResponse(body=b"", status_code=204, headers=out)
+    out.update(_read_headers(result, result.content_type))
+    out["etag"] = _etag(start, result)
+    return ASGIResponse(body=_body(result, _kind(result.content_type)), headers=out)
+
+
+async def _sse(
+    st: ProtocolState, name: str, start: h.ReadOffset, cursor: str | None
+) -> ASGIResponse | ASGIStreamingResponse:
+    # Resolve the stream before answering 200, so a missing one is a plain 404.
+    info = await st.log.touch(name)
+    kind = _kind(info.content_type)
+    at = info.next_offset if start.now else start.offset
+    out = {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache",
+        # Tell nginx-style proxies not to buffer this response (one of several layers).
+        "x-accel-buffering": "no",
+    }
+    if kind == "binary":
+        out[h.SSE_ENCODING] = "base64"
+    return ASGIStreamingResponse(iterator=_sse_events(st, name, at, kind, cursor), headers=out)
+
+
+async def _sse_events(
+    st: ProtocolState, name: str, start: Offset, kind: Kind, cursor: str | None
+) -> AsyncIterator[str]:
+    settings = st.settings
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.sse_max_duration
+    sent_cursor = cursor
+    try:
+        async with st.log.hub.watch(name) as watch:
+            follower = Follower(st.log, watch, start, settings.read_max_bytes)
+            result = await follower.next(0)
+            if result is None:
+                # Caught up with nothing to send yet: say so at once.
+                sent_cursor = next_cursor(sent_cursor)
+                yield sse.control_event(
+                    str(follower.position), cursor=sent_cursor, up_to_date=True, closed=False
+                )
+            while not st.draining.is_set():
+                if result is not None:
+                    frame = ""
+                    if result.chunks:
+                        frame = sse.data_event(sse.encode_payload(result.chunks, kind))
+                    sent_cursor = next_cursor(sent_cursor)
+                    frame += sse.control_event(
+                        str(result.next_offset),
+                        cursor=sent_cursor,
+                        up_to_date=result.up_to_date,
+                        closed=result.at_end,
+                    )
+                    yield frame
+                    if result.at_end:
+                        return
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                result = await follower.next(min(settings.sse_heartbeat, remaining))
+                if result is None and not st.draining.is_set() and loop.time() < deadline:
+                    yield sse.comment("keep-alive")
+    except (StreamNotFound, StreamGone):
+        return
+    except LogError as exc:
+        log.warning("sse.read_failed", stream=name, error=type(exc).__name__)
+        return
+
+
+def stream_handlers() -> list[Any]:
+    """The protocol's route handlers, for ``create_app``."""
+    return [create_stream, append_stream, head_stream, delete_stream, read_stream]

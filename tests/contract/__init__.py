@@ -1,0 +1,1 @@
+"""ChunkLog contract tests, run against every backend (``ids=["memory", "redis"]``)."""
