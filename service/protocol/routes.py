@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from litestar import Request, delete, get, head, post, put
+from litestar.params import FromPath
 from litestar.response import Response
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
@@ -164,7 +165,7 @@ def _read_headers(result: ReadResult, content_type: str) -> dict[str, str]:
 
 
 @put(f"{STREAM_ROOT}/{{path:path}}", status_code=201, name="stream:create")
-async def create_stream(request: Request[Any, Any, Any], path: str) -> ASGIResponse:
+async def create_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> ASGIResponse:
     """Create a stream, or confirm an identical one (200); 409 on a different config."""
     st = _state(request)
     hdrs = request.headers
@@ -211,7 +212,7 @@ async def create_stream(request: Request[Any, Any, Any], path: str) -> ASGIRespo
 
 
 @post(f"{STREAM_ROOT}/{{path:path}}", status_code=200, name="stream:append")
-async def append_stream(request: Request[Any, Any, Any], path: str) -> ASGIResponse:
+async def append_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> ASGIResponse:
     """Append the body (and/or close the stream) as one atomic step."""
     st = _state(request)
     hdrs = request.headers
@@ -253,7 +254,7 @@ async def append_stream(request: Request[Any, Any, Any], path: str) -> ASGIRespo
 
 
 @head(f"{STREAM_ROOT}/{{path:path}}", name="stream:head")
-async def head_stream(request: Request[Any, Any, Any], path: str) -> Response[None]:
+async def head_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> Response[None]:
     """Metadata only; never cached, never extends a TTL."""
     st = _state(request)
     try:
@@ -275,7 +276,7 @@ async def head_stream(request: Request[Any, Any, Any], path: str) -> Response[No
 
 
 @delete(f"{STREAM_ROOT}/{{path:path}}", status_code=200, name="stream:delete")
-async def delete_stream(request: Request[Any, Any, Any], path: str) -> ASGIResponse:
+async def delete_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> ASGIResponse:
     """Delete a stream; forks keep reading what they inherited."""
     st = _state(request)
     try:
@@ -290,7 +291,7 @@ async def delete_stream(request: Request[Any, Any, Any], path: str) -> ASGIRespo
 
 
 @get(f"{STREAM_ROOT}/{{path:path}}", name="stream:read")
-async def read_stream(request: Request[Any, Any, Any], path: str) -> ASGIResponse:
+async def read_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> ASGIResponse:
     """Catch-up read, ``live=long-poll`` or ``live=sse``."""
     st = _state(request)
     query = parse_qs(

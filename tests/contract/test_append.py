@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from contract._support import BINARY, JSON, TEXT, append, content, entries, make
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contract._support import BINARY, JSON, TEXT, append, content, entries, make
 from service.log.base import (
     ChunkLog,
     ContentTypeMismatch,
@@ -263,10 +263,10 @@ async def test_appends_without_stream_seq_leave_it_unchanged(log: ChunkLog) -> N
     assert await content(log, "/s") == b"abd"
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    seqs=st.lists(st.from_regex(r"\A[0-9a-zA-Z]{1,8}\Z"), min_size=2, max_size=8, unique=True)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@given(seqs=st.lists(st.from_regex(r"\A[0-9a-zA-Z]{1,8}\Z"), min_size=2, max_size=8, unique=True))
 async def test_stream_seq_property(log: ChunkLog, seqs: list[str]) -> None:
     """Sorted seqs are all accepted; any seq below the last accepted one is refused."""
     path = _fresh_path()

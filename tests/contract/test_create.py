@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from contract._support import BINARY, JSON, TEXT, append, content, entries, make
+
 from service.log.base import (
     ChunkLog,
     Producer,
@@ -80,9 +80,7 @@ async def test_content_types_compare_by_media_type_only(log: ChunkLog) -> None:
     ],
     ids=["content-type", "ttl", "no-ttl", "expires-at-instead", "closed"],
 )
-async def test_create_with_a_different_config_conflicts(
-    log: ChunkLog, other: StreamConfig
-) -> None:
+async def test_create_with_a_different_config_conflicts(log: ChunkLog, other: StreamConfig) -> None:
     await make(log, "/s", TEXT, [b"kept"], ttl=3600)
 
     with pytest.raises(StreamConflict):

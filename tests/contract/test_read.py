@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from contract._support import BINARY, JSON, TEXT, append, content, make, read_all
+
 from service.log.base import ChunkLog, InvalidOffset
 from service.log.offsets import ZERO, Offset
 
