@@ -109,7 +109,8 @@ class Settings:
         default=10.0,
         metadata=_doc(
             "RIVULET_SHUTDOWN_GRACE",
-            "Seconds live readers get to finish after SIGTERM before they are closed.",
+            "Seconds in-flight requests get to finish after SIGTERM; live reads end at once "
+            "and clients resume on another replica.",
         ),
     )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from contract._support import BINARY, JSON, TEXT, append, content, entries, make
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from service.log.base import (
     StreamClosed,
 )
 from service.log.offsets import Offset
+from tests.contract._support import BINARY, JSON, TEXT, append, content, entries, make
 
 pytestmark = pytest.mark.asyncio
 

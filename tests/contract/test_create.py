@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from contract._support import BINARY, JSON, TEXT, append, content, entries, make
 
 from service.log.base import (
     ChunkLog,
@@ -16,6 +15,7 @@ from service.log.base import (
     StreamNotFound,
 )
 from service.log.offsets import ZERO, Offset
+from tests.contract._support import BINARY, JSON, TEXT, append, content, entries, make
 
 pytestmark = pytest.mark.asyncio
 

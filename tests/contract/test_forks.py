@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from contract._support import BINARY, JSON, TEXT, append, content, entries, make, read_all
 
 from service.log.base import (
     ChunkLog,
@@ -17,6 +16,7 @@ from service.log.base import (
     StreamNotFound,
 )
 from service.log.offsets import ZERO, Offset
+from tests.contract._support import BINARY, JSON, TEXT, append, content, entries, make, read_all
 
 pytestmark = pytest.mark.asyncio
 

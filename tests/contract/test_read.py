@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from contract._support import BINARY, JSON, TEXT, append, content, make, read_all
 
 from service.log.base import ChunkLog, InvalidOffset
 from service.log.offsets import ZERO, Offset
+from tests.contract._support import BINARY, JSON, TEXT, append, content, make, read_all
 
 pytestmark = pytest.mark.asyncio
 
@@ -135,12 +135,13 @@ async def test_partial_page_of_a_closed_stream_is_not_at_end(log: ChunkLog) -> N
     "bad",
     [
         Offset(9_999_999_999_999_999, 9_999_999_999_999_999),
-        Offset(3, 10),  # one entry past the tail
-        Offset(2, 10),  # right entry count, wrong byte count
-        Offset(1, 4),
+        Offset(3, 15),  # one entry past the tail
+        Offset(2, 11),  # the tail's entry count, more bytes
+        Offset(2, 9),  # the tail's entry count, fewer bytes
+        Offset(1, 4),  # an entry's count, wrong byte count
         Offset(1, 6),
+        Offset(1, 10),
         Offset(0, 5),
-        Offset(2, 9),  # the tail's entry count, but not the tail
     ],
     ids=str,
 )

@@ -12,7 +12,6 @@ import asyncio
 import time
 
 import pytest
-from contract._support import JSON, TEXT, append, content, make
 
 from service.log.base import (
     ChunkLog,
@@ -23,6 +22,7 @@ from service.log.base import (
     StreamNotFound,
 )
 from service.log.offsets import ZERO
+from tests.contract._support import JSON, TEXT, append, content, make
 
 pytestmark = pytest.mark.asyncio
 
