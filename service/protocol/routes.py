@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,16 +22,8 @@ from litestar.response import Response
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
-from service.log import (
-    ChunkLog,
-    Follower,
-    LogError,
-    Offset,
-    ReadResult,
-    StreamConfig,
-    StreamGone,
-    StreamNotFound,
-)
+from service.delivery import EndReason, Heartbeat, LiveSession
+from service.log import ChunkLog, Follower, LogError, Offset, ReadResult, StreamConfig
 from service.log.rules import media_type
 from service.protocol import headers as h
 from service.protocol import sse
@@ -103,10 +96,18 @@ def _reject_constant(value: str) -> Any:
     raise ValueError(f"{value} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    # 1e400 parses to inf, which would be written back as the non-JSON token Infinity.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")
+    return value
+
+
 def _json_items(body: bytes, *, allow_empty: bool) -> list[bytes]:
     """A JSON body as messages: a top-level array is flattened one level."""
     try:
-        value = json.loads(body, parse_constant=_reject_constant)
+        value = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):
         raise h.BadRequest("body is not valid JSON", "INVALID_JSON") from None
     values = value if isinstance(value, list) else [value]
@@ -383,45 +384,34 @@ async def _sse_events(
     st: ProtocolState, name: str, start: Offset, kind: Kind, cursor: str | None
 ) -> AsyncIterator[str]:
     settings = st.settings
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.sse_max_duration
-    sent_cursor = cursor
+    session = LiveSession(
+        st.log,
+        name,
+        start,
+        max_bytes=settings.read_max_bytes,
+        heartbeat=settings.sse_heartbeat,
+        max_duration=settings.sse_max_duration,
+        draining=st.draining,
+    )
     try:
-        async with st.log.hub.watch(name) as watch:
-            follower = Follower(st.log, watch, start, settings.read_max_bytes)
-            result = await follower.next(0)
-            if result is None:
-                # Caught up with nothing to send yet: say so at once.
-                sent_cursor = next_cursor(sent_cursor)
-                yield sse.control_event(
-                    str(follower.position), cursor=sent_cursor, up_to_date=True, closed=False
-                )
-            while not st.draining.is_set():
-                if result is not None:
-                    frame = ""
-                    if result.chunks:
-                        frame = sse.data_event(sse.encode_payload(result.chunks, kind))
-                    sent_cursor = next_cursor(sent_cursor)
-                    frame += sse.control_event(
-                        str(result.next_offset),
-                        cursor=sent_cursor,
-                        up_to_date=result.up_to_date,
-                        closed=result.at_end,
-                    )
-                    yield frame
-                    if result.at_end:
-                        return
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return
-                result = await follower.next(min(settings.sse_heartbeat, remaining))
-                if result is None and not st.draining.is_set() and loop.time() < deadline:
-                    yield sse.comment("keep-alive")
-    except (StreamNotFound, StreamGone):
-        return
-    except LogError as exc:
-        log.warning("sse.read_failed", stream=name, error=type(exc).__name__)
-        return
+        async for item in session:
+            if isinstance(item, Heartbeat):
+                yield sse.comment("keep-alive")
+                continue
+            # One write per batch: the data event and the control event that makes it
+            # resumable travel together, so no reader can see one without the other.
+            frame = sse.data_event(sse.encode_payload(item.chunks, kind)) if item.chunks else ""
+            cursor = next_cursor(cursor)
+            frame += sse.control_event(
+                str(item.next_offset),
+                cursor=cursor,
+                up_to_date=item.up_to_date,
+                closed=item.at_end,
+            )
+            yield frame
+    finally:
+        if session.end_reason is EndReason.BACKEND_ERROR:
+            log.warning("sse.backend_error", stream=name, position=str(session.position))
 
 
 def stream_handlers() -> list[Any]:

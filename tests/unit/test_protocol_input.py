@@ -71,7 +71,7 @@ async def test_ttl_and_expires_at_together_is_rejected(client) -> None:
 async def test_invalid_json_append_writes_nothing(client) -> None:
     r = await client.put(f"{S}/j", content=b'{"a":1}', headers={"content-type": "application/json"})
     tail = r.headers["stream-next-offset"]
-    for bad in (b"{nope", b"[1,", b"NaN", b'{"a": Infinity}', b"[]", b"\xff\xfe"):
+    for bad in (b"{nope", b"[1,", b"NaN", b'{"a": Infinity}', b"[1e400]", b"[]", b"\xff\xfe"):
         r = await client.post(f"{S}/j", content=bad, headers={"content-type": "application/json"})
         assert r.status_code == 400, bad
         assert r.json()["error"]["code"] in {"INVALID_JSON", "EMPTY_BODY"}

@@ -1,0 +1,116 @@
+"""A live reader's session: follow a stream from an offset until something ends it.
+
+Both SSE dialects (Durable Streams now, browser EventSource next) and long-poll share this
+loop, so the policies live in one place:
+
+- **no polling**: waiting happens on the process's live-tail hub (``service.log.hub``);
+- **heartbeats**: after ``heartbeat`` seconds without data a :class:`Heartbeat` is yielded so
+  the transport can write a comment that keeps proxies from closing an idle connection;
+- **bounded duration**: after ``max_duration`` the session ends and the client resumes from its
+  last offset (lets CDNs collapse readers and spreads load across replicas over time);
+- **graceful drain**: when the process drains (SIGTERM) every session ends at once, so
+  clients reconnect to another replica instead of being cut off mid-write later;
+- **backpressure**: one batch (at most ``max_bytes``) is read per step and the next is read
+  only after the transport has written it, so a slow reader reads the log slower and nothing
+  queues in server memory.
+
+The reason a session ended is kept in :attr:`LiveSession.end_reason` for logs and traces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from service.log import ChunkLog, Follower, LogError, Offset, ReadResult, StreamGone, StreamNotFound
+
+__all__ = ["EndReason", "Heartbeat", "LiveSession"]
+
+
+class EndReason(enum.Enum):
+    """Why a live session stopped."""
+
+    FINISHED = "finished"  # the stream is closed and the reader has all of it
+    MAX_DURATION = "max_duration"
+    SHUTDOWN = "shutdown"
+    DELETED = "deleted"
+    BACKEND_ERROR = "backend_error"
+    CLIENT_GONE = "client_gone"
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Nothing new for a while; the connection is still alive."""
+
+    position: Offset
+
+
+class LiveSession:
+    """Yields the first read (possibly empty), then each new batch or a heartbeat."""
+
+    def __init__(
+        self,
+        log: ChunkLog,
+        stream: str,
+        start: Offset,
+        *,
+        max_bytes: int,
+        heartbeat: float,
+        max_duration: float,
+        draining: asyncio.Event,
+    ) -> None:
+        self._log = log
+        self._stream = stream
+        self._start = start
+        self._max_bytes = max_bytes
+        self._heartbeat = heartbeat
+        self._max_duration = max_duration
+        self._draining = draining
+        self.end_reason = EndReason.CLIENT_GONE
+        self.position = start
+
+    async def __aiter__(self) -> AsyncIterator[ReadResult | Heartbeat]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_duration
+        try:
+            async with self._log.hub.watch(self._stream) as watch:
+                follower = Follower(self._log, watch, self._start, self._max_bytes)
+                first = await follower.next(0)
+                self.position = follower.position
+                if first is None:
+                    # At the tail with nothing yet: the transport still says where it is.
+                    first = ReadResult(
+                        chunks=(),
+                        next_offset=follower.position,
+                        tail=follower.position,
+                        closed=False,
+                        content_type="",
+                    )
+                yield first
+                if first.at_end:
+                    self.end_reason = EndReason.FINISHED
+                    return
+                while True:
+                    if self._draining.is_set():
+                        self.end_reason = EndReason.SHUTDOWN
+                        return
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        self.end_reason = EndReason.MAX_DURATION
+                        return
+                    result = await follower.next(min(self._heartbeat, remaining))
+                    self.position = follower.position
+                    if result is None:
+                        if not self._draining.is_set() and loop.time() < deadline:
+                            yield Heartbeat(follower.position)
+                        continue
+                    yield result
+                    if result.at_end:
+                        self.end_reason = EndReason.FINISHED
+                        return
+        except (StreamNotFound, StreamGone):
+            self.end_reason = EndReason.DELETED
+        except LogError:
+            self.end_reason = EndReason.BACKEND_ERROR
