@@ -203,8 +203,9 @@ class Follower:
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             if self._fresh:
-                self._fresh = False
                 result = await self._log.read(self._watch.path, self._pos, self._max_bytes)
+                # A partial page means storage has more: read again next time, don't wait.
+                self._fresh = not result.up_to_date
                 self._pos = result.next_offset
                 self._content_type = result.content_type
                 self._created_ms = result.created_ms
