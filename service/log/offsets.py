@@ -20,7 +20,7 @@ __all__ = ["ZERO", "Offset", "OffsetError"]
 
 _WIDTH = 16
 _MAX = 10**_WIDTH - 1
-_PATTERN = re.compile(r"\A(\d{16})_(\d{16})\Z")
+_PATTERN = re.compile(r"\A([0-9]{16})_([0-9]{16})\Z")
 
 
 class OffsetError(ValueError):

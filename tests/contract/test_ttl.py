@@ -49,6 +49,9 @@ async def test_ttl_timeline(log: ChunkLog) -> None:
     await make(log, "/fork-reader", None, fork=ForkFrom("/fork-source"))
     await make(log, "/long-source", TEXT, [b"long"], ttl=3600)
     await make(log, "/short-fork", None, fork=ForkFrom("/long-source"), ttl=TTL)
+    await make(log, "/doomed-source", TEXT, [b"doomed"])
+    await make(log, "/doomed-fork", None, fork=ForkFrom("/doomed-source"), ttl=TTL)
+    await log.delete("/doomed-source")
     expires_at = int(time.time() * 1000) + TTL * 1000
     await make(log, "/absolute", TEXT, [b"data"], expires_at_ms=expires_at)
 
@@ -80,6 +83,7 @@ async def test_ttl_timeline(log: ChunkLog) -> None:
     await asyncio.sleep(MIDPOINT)
 
     names = [*renewed_by, "info", "untouched", "fork-reader", "short-fork", "absolute"]
+    names += ["doomed-fork", "doomed-source"]  # fork first: its expiry frees the source
     states = {name: await _state(log, f"/{name}") for name in names}
     assert states == {
         **dict.fromkeys(renewed_by, "alive"),
@@ -88,6 +92,8 @@ async def test_ttl_timeline(log: ChunkLog) -> None:
         "fork-reader": "alive",
         "short-fork": "not-found",
         "absolute": "not-found",
+        "doomed-fork": "not-found",
+        "doomed-source": "not-found",
     }
 
     # Reading inherited data renewed the fork only. The expired source may linger as gone
