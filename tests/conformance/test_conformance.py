@@ -74,7 +74,9 @@ def _run_suite(base_url: str, report: Path) -> dict[str, list[str]]:
 
 @pytest.mark.conformance
 @pytest.mark.parametrize("backend", ["memory", "redis"])
-def test_conformance_suite(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_conformance_suite(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = dict(SERVER_ENV)
     if backend == "redis":
         env["REDIS_URL"] = request.getfixturevalue("redis_server")
@@ -83,8 +85,9 @@ def test_conformance_suite(backend: str, tmp_path: Path, request: pytest.Fixture
         results = _run_suite(server.url, tmp_path / "report.json")
         server_log = server.log_tail()
     passed, failed, skipped = (len(results[k]) for k in ("passed", "failed", "skipped"))
-    # The count line CI and humans look for, one per backend.
-    print(f"\nconformance[{backend}]: {passed} passed, {failed} failed, {skipped} skipped")
+    # The count line CI and humans look for, one per backend, shown even when pytest captures.
+    with capsys.disabled():
+        print(f"\nconformance[{backend}]: {passed} passed, {failed} failed, {skipped} skipped")
     expected = _expected_failures(backend)
     unexpected = sorted(set(results["failed"]) - expected)
     now_passing = sorted(expected & set(results["passed"]))
