@@ -37,6 +37,7 @@ _EXPOSED = [
     h.PRODUCER_SEQ,
     h.PRODUCER_EXPECTED_SEQ,
     h.PRODUCER_RECEIVED_SEQ,
+    "Stream-Earliest-Offset",
     "ETag",
     "Content-Type",
     "Location",

@@ -75,6 +75,15 @@ class Settings:
             "Soft cap on one catch-up response or SSE data event; the rest is paginated.",
         ),
     )
+    retention_max_entries: int = field(
+        default=0,
+        metadata=_doc(
+            "RIVULET_RETENTION_MAX_ENTRIES",
+            "Keep at most this many newest entries per stream (0: keep all until the stream "
+            "expires or is deleted). Reads from a trimmed offset get 410 Gone; streams that "
+            "forks read from are not trimmed.",
+        ),
+    )
     long_poll_timeout: float = field(
         default=10.0,
         metadata=_doc(
@@ -159,6 +168,8 @@ class Settings:
         for name, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{name} must be positive, got {value}")
+        if self.retention_max_entries < 0:
+            raise SettingsError("RIVULET_RETENTION_MAX_ENTRIES must be >= 0")
         if self.shutdown_grace < 0:
             raise SettingsError("RIVULET_SHUTDOWN_GRACE must be >= 0")
         if not self.redis_key_prefix or any(c in self.redis_key_prefix for c in "{} "):

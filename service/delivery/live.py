@@ -21,10 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from service.log import ChunkLog, Follower, LogError, Offset, ReadResult, StreamGone, StreamNotFound
+from service.log import (
+    ChunkLog,
+    Follower,
+    LogError,
+    Offset,
+    OffsetGone,
+    ReadResult,
+    StreamGone,
+    StreamNotFound,
+)
 
 __all__ = ["EndReason", "Heartbeat", "LiveSession"]
 
@@ -36,6 +45,7 @@ class EndReason(enum.Enum):
     MAX_DURATION = "max_duration"
     SHUTDOWN = "shutdown"
     DELETED = "deleted"
+    GAP = "gap"  # the reader fell behind retention; it resumes and gets a 410
     BACKEND_ERROR = "backend_error"
     CLIENT_GONE = "client_gone"
 
@@ -48,7 +58,11 @@ class Heartbeat:
 
 
 class LiveSession:
-    """Yields the first read (possibly empty), then each new batch or a heartbeat."""
+    """Yields the first read (possibly empty), then each new batch or a heartbeat.
+
+    Errors of the first read propagate (the transport has not answered yet and can say 404
+    or 410); after that, an error ends the session and sets :attr:`end_reason`.
+    """
 
     def __init__(
         self,
@@ -62,7 +76,7 @@ class LiveSession:
         draining: asyncio.Event,
     ) -> None:
         self._log = log
-        self._stream = stream
+        self.stream = stream
         self._start = start
         self._max_bytes = max_bytes
         self._heartbeat = heartbeat
@@ -71,11 +85,12 @@ class LiveSession:
         self.end_reason = EndReason.CLIENT_GONE
         self.position = start
 
-    async def __aiter__(self) -> AsyncIterator[ReadResult | Heartbeat]:
+    async def __aiter__(self) -> AsyncGenerator[ReadResult | Heartbeat, None]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._max_duration
+        started = False
         try:
-            async with self._log.hub.watch(self._stream) as watch:
+            async with self._log.hub.watch(self.stream) as watch:
                 follower = Follower(self._log, watch, self._start, self._max_bytes)
                 first = await follower.next(0)
                 self.position = follower.position
@@ -86,8 +101,9 @@ class LiveSession:
                         next_offset=follower.position,
                         tail=follower.position,
                         closed=False,
-                        content_type="",
+                        content_type=follower.content_type,
                     )
+                started = True
                 yield first
                 if first.at_end:
                     self.end_reason = EndReason.FINISHED
@@ -110,7 +126,12 @@ class LiveSession:
                     if result.at_end:
                         self.end_reason = EndReason.FINISHED
                         return
-        except (StreamNotFound, StreamGone):
-            self.end_reason = EndReason.DELETED
-        except LogError:
-            self.end_reason = EndReason.BACKEND_ERROR
+        except LogError as exc:
+            if not started:
+                raise
+            if isinstance(exc, (StreamNotFound, StreamGone)):
+                self.end_reason = EndReason.DELETED
+            elif isinstance(exc, OffsetGone):
+                self.end_reason = EndReason.GAP
+            else:
+                self.end_reason = EndReason.BACKEND_ERROR

@@ -194,6 +194,11 @@ class Follower:
         """The offset the next batch starts at."""
         return self._pos
 
+    @property
+    def content_type(self) -> str:
+        """The stream's content type, once the first read has happened."""
+        return self._content_type
+
     async def next(self, timeout: float | None) -> ReadResult | None:
         """The next batch, or the final state of a closed stream; ``None`` on timeout.
 

@@ -20,6 +20,7 @@ from service.log.base import (
     InvalidFork,
     InvalidOffset,
     InvalidProducer,
+    OffsetGone,
     Producer,
     ProducerSeqGap,
     ReadResult,
@@ -53,6 +54,10 @@ class _Stream:
     base: Offset = ZERO
     source: _Stream | None = None
     ttl_seconds: int | None = None
+    # Own entries are numbered first+1, first+2, ...; first starts at base.entries and moves
+    # up as retention trims the oldest ones, and start is the earliest offset still readable.
+    first: int = 0
+    start: Offset = ZERO
     entries: list[bytes] = field(default_factory=list)
     ends: list[Offset] = field(default_factory=list)
     # Entries left in the append each entry came in, itself included: a JSON sub-offset may
@@ -88,8 +93,7 @@ class _Stream:
                 after = out[-1].end
             if after < self.base or size >= max_bytes:
                 return out
-        start = after.entries - self.base.entries
-        for i in range(max(start, 0), len(self.entries)):
+        for i in range(max(after.entries - self.first, 0), len(self.entries)):
             end = self.ends[i]
             if end > limit:
                 break
@@ -110,26 +114,45 @@ class _Stream:
 
     def batch_at(self, index: int) -> int:
         """How many entries from ``index`` on (1-based) belong to the same append."""
-        if index > self.base.entries:
-            i = index - self.base.entries - 1
+        if index > self.first:
+            i = index - self.first - 1
             return self.batch_left[i] if i < len(self.batch_left) else 0
+        if index > self.base.entries:
+            return 0  # trimmed
         if self.source is None:
             return 0
         return min(self.source.batch_at(index), self.base.entries - index + 1)
 
     def entry_at(self, index: int) -> bytes | None:
         """The data of entry ``index`` (1-based position), following the fork chain."""
-        if index > self.base.entries:
-            i = index - self.base.entries - 1
+        if index > self.first:
+            i = index - self.first - 1
             return self.entries[i] if i < len(self.entries) else None
+        if index > self.base.entries:
+            return None  # trimmed
         return None if self.source is None else self.source.entry_at(index)
+
+    def trim(self, max_entries: int) -> None:
+        """Drop own entries beyond the newest ``max_entries``; never while forks read us."""
+        if max_entries <= 0 or self.refs > 0:
+            return
+        floor = self.tail.entries - max_entries
+        if floor <= self.first:
+            return
+        k = floor - self.first
+        self.start = self.ends[k - 1]
+        del self.entries[:k]
+        del self.ends[:k]
+        del self.batch_left[:k]
+        self.first = floor
 
 
 class MemoryChunkLog:
     """All streams in a dict; live readers are woken directly through the hub."""
 
-    def __init__(self, sweep_interval: float = 1.0) -> None:
+    def __init__(self, sweep_interval: float = 1.0, *, retention_max_entries: int = 0) -> None:
         self._streams: dict[str, _Stream] = {}
+        self._retention = retention_max_entries
         self._hub = LiveHub()
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
@@ -227,6 +250,8 @@ class MemoryChunkLog:
             elif not content_types_match(source.content_type, content_type):
                 raise StreamConflict("fork content type differs from the source's")
             base = source.tail if fork.offset is None else fork.offset
+            if base < source.start:
+                raise OffsetGone(source.start)
             if base > source.tail or not _is_boundary(source, base):
                 raise InvalidFork("fork offset is beyond the source stream")
             if fork.sub_offset:
@@ -256,6 +281,9 @@ class MemoryChunkLog:
             source=source,
             tail=base,
             ttl_seconds=ttl,
+            first=base.entries,
+            # What retention already took from the source, the fork never had.
+            start=ZERO if source is None else min(source.start, base),
         )
         self._extend(s)
         if source is not None:
@@ -319,6 +347,8 @@ class MemoryChunkLog:
         ends = s.ends[len(s.ends) - len(items) :]
         chunks = tuple(Chunk(d, e) for d, e in zip(items, ends, strict=True))
         self._hub.publish(path, Notice(start, s.tail, s.closed, chunks))
+        # After the notice: readers at the tail still get everything that was appended.
+        s.trim(self._retention)
         return AppendResult(
             next_offset=s.tail,
             producer_epoch=None if producer is None else producer.epoch,
@@ -328,6 +358,8 @@ class MemoryChunkLog:
 
     async def read(self, path: str, after: Offset, max_bytes: int) -> ReadResult:
         s = self._live(path)
+        if after < s.start:
+            raise OffsetGone(s.start)
         if after > s.tail or not _is_boundary(s, after):
             raise InvalidOffset("offset is not a position in this stream")
         self._extend(s)
@@ -355,10 +387,10 @@ class MemoryChunkLog:
 
 def _inherited_end(s: _Stream, index: int) -> Offset:
     """The end offset of entry ``index`` (1-based), following the fork chain."""
-    if index > s.base.entries:
-        return s.ends[index - s.base.entries - 1]
-    if index == s.base.entries:
-        return s.base
+    if index > s.first:
+        return s.ends[index - s.first - 1]
+    if index == s.first:
+        return s.start if s.first > s.base.entries else s.base
     assert s.source is not None
     return _inherited_end(s.source, index)
 
@@ -367,9 +399,13 @@ def _is_boundary(s: _Stream, off: Offset) -> bool:
     """True when ``off`` is the start or the end of some entry of ``s`` (or its ancestors)."""
     if off == ZERO:
         return True
-    if off.entries > s.base.entries:
-        i = off.entries - s.base.entries - 1
+    if off == s.start:
+        return True
+    if off.entries > s.first:
+        i = off.entries - s.first - 1
         return i < len(s.ends) and s.ends[i] == off
+    if off.entries > s.base.entries:
+        return False  # trimmed
     if off == s.base:
         return True
     return s.source is not None and _is_boundary(s.source, off)

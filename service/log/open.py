@@ -16,11 +16,12 @@ __all__ = ["open_log"]
 def open_log(settings: Settings) -> ChunkLog:
     """The backend ``settings`` ask for, not yet started."""
     if settings.redis_url is None:
-        return MemoryChunkLog()
+        return MemoryChunkLog(retention_max_entries=settings.retention_max_entries)
     from service.log.redis import RedisChunkLog
 
     return RedisChunkLog(
         settings.redis_url,
         prefix=settings.redis_key_prefix,
         max_connections=settings.redis_max_connections,
+        retention_max_entries=settings.retention_max_entries,
     )

@@ -11,9 +11,13 @@ Key layout. All keys of one stream share the hash tag ``{<base64url of the path>
 live in one Redis Cluster slot whatever characters the path holds, and each per-stream script
 touches one slot only:
 
-- ``<prefix>:s:{<tag>}:m``  hash: metadata (fields in ``lua/common.lua``)
+- ``<prefix>:s:{<tag>}:m``  hash: metadata (fields in ``lua/common.lua``), among them the
+  retention fields ``fs`` (own entries are numbered ``fs+1, fs+2, ...``) and ``se``/``sb`` (the
+  earliest readable offset); a stream without them has ``fs`` = its fork base entries and
+  ``se``/``sb`` = 0/0
 - ``<prefix>:s:{<tag>}:e``  stream: entry n (1-based) has id ``<n>-0`` and fields ``d`` (data),
-  ``b`` (payload bytes up to and including it) and ``k`` (entries left in its append)
+  ``b`` (payload bytes up to and including it) and ``k`` (entries left in its append); with
+  retention on, the oldest own entries are trimmed (``XTRIM MINID``)
 - ``<prefix>:s:{<tag>}:p``  hash: producer id -> ``epoch:seq``
 - ``<prefix>:s:{<tag>}:f``  hash: fork path -> fork gen; its length is the reference count
 - ``<prefix>:n:{<tag>}``    pub/sub channel of the stream's live-tail notices
@@ -24,6 +28,11 @@ short sequences of per-slot scripts driven from here; each step leaves a consist
 whatever a crash interrupts is finished by the sweeper. Two untagged index keys, written
 best-effort after the scripts, let the sweeper find work: ``<prefix>:x:exp`` (paths scored by a
 lower bound of their expiry) and ``<prefix>:x:gone`` (soft-deleted paths).
+
+Retention (``retention_max_entries``, memory.py's rules): after each accepted append, in the
+same script and after its notice, a stream no fork references keeps only its newest N own
+entries, and its start moves to the end of the last trimmed one. Reads and fork points before a
+stream's start raise :class:`OffsetGone`; a fork starts at ``min(source's start, fork base)``.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ from service.log.base import (
     InvalidOffset,
     InvalidProducer,
     LogError,
+    OffsetGone,
     Producer,
     ProducerSeqGap,
     ReadResult,
@@ -516,8 +526,10 @@ class RedisChunkLog:
         health_check_interval: float = 15.0,
         sweep_interval: float = 1.0,
         key_grace_ms: int = _KEY_GRACE_MS,
+        retention_max_entries: int = 0,
     ) -> None:
         self._url = url
+        self._retention = retention_max_entries
         self._prefix = prefix
         self._connect_timeout = connect_timeout
         self._sweep_interval = sweep_interval
@@ -743,6 +755,8 @@ class RedisChunkLog:
             return ProducerSeqGap(int(reply[2]), int(reply[3]))
         if status == b"BADEPOCH":
             return InvalidProducer("a new producer epoch must start at Producer-Seq 0")
+        if status == b"OFFSETGONE":
+            return OffsetGone(Offset(int(reply[2]), int(reply[3])))
         if status == b"BADOFFSET":
             return InvalidOffset("offset is not a position in this stream")
         if status == b"BADFORK":
@@ -845,6 +859,8 @@ class RedisChunkLog:
             raise InvalidFork("fork offset is beyond the source stream")
         if step1[13] == 1:
             base, prefix = await self._sub_offset(chain, base, fork.sub_offset, source_ct)
+        # What retention already took from the source, the fork never had.
+        start = min(Offset(int(step1[14]), int(step1[15])), base)
         ttl, expires = config.ttl_seconds, config.expires_at_ms
         if ttl is None and expires is None:
             ttl = _opt_int(src_ttl)
@@ -859,6 +875,7 @@ class RedisChunkLog:
             source_gen=_text(src_gen),
             ancestors=json.dumps(ancestors),
             base=base,
+            start=start,
             prefix=prefix,
         )
 
@@ -931,6 +948,7 @@ class RedisChunkLog:
             0 if producer is None else producer.epoch,
             0 if producer is None else producer.seq,
             NOTIFY_MAX_BYTES,
+            self._retention,
             *items,
         ]
         reply = await self._eval("append", self._keys(path), args)
@@ -1009,7 +1027,11 @@ class RedisChunkLog:
         last = out[-1].end.entries if out else after.entries
         if last < base_e or size >= max_bytes:
             return out
-        return out + await self._range(path, base_e + 1, tail_e, max_bytes, size, bool(out))
+        # ``out`` holds entries here, so a page a concurrent trim cuts short is never empty.
+        own = await self._range(
+            path, base_e + 1, tail_e, max_bytes, size, bool(out), trimmable=True
+        )
+        return out + own
 
     async def _chunks_after(
         self, chain: list[tuple[str, int]], i: int, after_e: int, limit_e: int, max_bytes: int
@@ -1030,7 +1052,15 @@ class RedisChunkLog:
         return out + await self._range(path, start, limit_e, max_bytes, size, bool(out))
 
     async def _range(
-        self, path: str, first: int, last: int, max_bytes: int, size: int, any_held: bool
+        self,
+        path: str,
+        first: int,
+        last: int,
+        max_bytes: int,
+        size: int,
+        any_held: bool,
+        *,
+        trimmable: bool = False,
     ) -> list[Chunk]:
         keys = self._keys(path)
         flat = await self._cmd(
@@ -1040,6 +1070,10 @@ class RedisChunkLog:
             )
         )
         chunks = _chunks(flat)
+        if trimmable and chunks and chunks[0].end.entries > first:
+            # The reader's own stream (no fork pins it) was trimmed by an append since its read
+            # script checked the position: end the page here; the next read is OffsetGone.
+            return []
         if (not chunks and not any_held) or (chunks and chunks[0].end.entries != first):
             # These entries are pinned while the reader's stream exists; missing ones mean
             # the stream was deleted during this read.
@@ -1158,6 +1192,7 @@ class _CreateFields:
     source_gen: str = ""
     ancestors: str = ""
     base: Offset = ZERO
+    start: Offset = ZERO
     prefix: Sequence[bytes] = ()
 
     def args(self, gen: str, config: StreamConfig, initial: Sequence[bytes]) -> list[Any]:
@@ -1175,6 +1210,8 @@ class _CreateFields:
             self.ancestors,
             self.base.entries,
             self.base.bytes,
+            self.start.entries,
+            self.start.bytes,
             len(self.prefix),
             *self.prefix,
             *initial,
@@ -1182,4 +1219,4 @@ class _CreateFields:
 
     @staticmethod
     def probe() -> list[Any]:
-        return ["probe", "", "", "", "", "", "", "0", "", "", "", 0, 0, 0]
+        return ["probe", "", "", "", "", "", "", "0", "", "", "", 0, 0, 0, 0, 0]

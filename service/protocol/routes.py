@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -23,7 +23,16 @@ from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
 from service.delivery import EndReason, Heartbeat, LiveSession
-from service.log import ChunkLog, Follower, LogError, Offset, ReadResult, StreamConfig
+from service.log import (
+    ZERO,
+    ChunkLog,
+    Follower,
+    LogError,
+    Offset,
+    OffsetGone,
+    ReadResult,
+    StreamConfig,
+)
 from service.log.rules import media_type
 from service.protocol import headers as h
 from service.protocol import sse
@@ -307,19 +316,39 @@ async def read_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> A
         if live is not None and not start.explicit:
             raise h.BadRequest(f"live={live} needs an offset", "OFFSET_REQUIRED")
         cursor = query.get("cursor", [None])[-1]
-        if live == "sse":
-            return await _sse(st, name, start, cursor)
         if start.now:
+            if live == "sse":
+                return await _sse(st, name, (await st.log.touch(name)).next_offset, cursor)
             return await _read_now(st, name, live, cursor)
-        if live == "long-poll":
-            return await _long_poll(st, name, start.offset, cursor)
-        result = await st.log.read(name, start.offset, st.settings.read_max_bytes)
+        try:
+            return await _read_from(st, request, name, start.offset, live, cursor)
+        except OffsetGone as exc:
+            # "From the beginning" of a stream that retention trimmed means from the earliest
+            # entry it still has; any other offset behind retention is a loud 410 (gap).
+            if start.offset != ZERO:
+                raise
+            return await _read_from(st, request, name, exc.earliest, live, cursor)
     except h.BadRequest as exc:
         return _bad(exc)
     except LogError as exc:
         return log_error_response(exc)
+
+
+async def _read_from(
+    st: ProtocolState,
+    request: Request[Any, Any, Any],
+    name: str,
+    start: Offset,
+    live: str | None,
+    cursor: str | None,
+) -> ASGIResponse | ASGIStreamingResponse:
+    if live == "sse":
+        return await _sse(st, name, start, cursor)
+    if live == "long-poll":
+        return await _long_poll(st, name, start, cursor)
+    result = await st.log.read(name, start, st.settings.read_max_bytes)
     out = _read_headers(result, result.content_type)
-    etag = _etag(start.offset, result)
+    etag = _etag(start, result)
     out["etag"] = etag
     if request.headers.get("if-none-match") == etag:
         return ASGIResponse(body=b"", status_code=304, headers=out)
@@ -363,26 +392,8 @@ async def _long_poll(
 
 
 async def _sse(
-    st: ProtocolState, name: str, start: h.ReadOffset, cursor: str | None
-) -> ASGIResponse | ASGIStreamingResponse:
-    # Resolve the stream before answering 200, so a missing one is a plain 404.
-    info = await st.log.touch(name)
-    kind = _kind(info.content_type)
-    at = info.next_offset if start.now else start.offset
-    out = {
-        "content-type": "text/event-stream",
-        "cache-control": "no-cache",
-        # Tell nginx-style proxies not to buffer this response (one of several layers).
-        "x-accel-buffering": "no",
-    }
-    if kind == "binary":
-        out[h.SSE_ENCODING] = "base64"
-    return ASGIStreamingResponse(iterator=_sse_events(st, name, at, kind, cursor), headers=out)
-
-
-async def _sse_events(
-    st: ProtocolState, name: str, start: Offset, kind: Kind, cursor: str | None
-) -> AsyncIterator[str]:
+    st: ProtocolState, name: str, start: Offset, cursor: str | None
+) -> ASGIStreamingResponse:
     settings = st.settings
     session = LiveSession(
         st.log,
@@ -393,25 +404,58 @@ async def _sse_events(
         max_duration=settings.sse_max_duration,
         draining=st.draining,
     )
+    events = session.__aiter__()
+    # The first batch is read before answering, so a missing stream or an offset behind
+    # retention is a plain 404/410 rather than a 200 that ends at once.
+    first = await anext(events)
+    kind = _kind(first.content_type) if isinstance(first, ReadResult) else "binary"
+    out = {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache",
+        # Tell nginx-style proxies not to buffer this response (one of several layers).
+        "x-accel-buffering": "no",
+    }
+    if kind == "binary":
+        out[h.SSE_ENCODING] = "base64"
+    return ASGIStreamingResponse(
+        iterator=_sse_frames(session, first, events, kind, cursor), headers=out
+    )
+
+
+async def _sse_frames(
+    session: LiveSession,
+    first: ReadResult | Heartbeat,
+    events: AsyncGenerator[ReadResult | Heartbeat, None],
+    kind: Kind,
+    cursor: str | None,
+) -> AsyncIterator[str]:
+    item: ReadResult | Heartbeat | None = first
     try:
-        async for item in session:
+        while item is not None:
             if isinstance(item, Heartbeat):
                 yield sse.comment("keep-alive")
-                continue
-            # One write per batch: the data event and the control event that makes it
-            # resumable travel together, so no reader can see one without the other.
-            frame = sse.data_event(sse.encode_payload(item.chunks, kind)) if item.chunks else ""
-            cursor = next_cursor(cursor)
-            frame += sse.control_event(
-                str(item.next_offset),
-                cursor=cursor,
-                up_to_date=item.up_to_date,
-                closed=item.at_end,
-            )
-            yield frame
+            else:
+                # One write per batch: the data event and the control event that makes it
+                # resumable travel together, so no reader sees one without the other.
+                frame = sse.data_event(sse.encode_payload(item.chunks, kind)) if item.chunks else ""
+                cursor = next_cursor(cursor)
+                frame += sse.control_event(
+                    str(item.next_offset),
+                    cursor=cursor,
+                    up_to_date=item.up_to_date,
+                    closed=item.at_end,
+                )
+                yield frame
+            item = await anext(events, None)
     finally:
-        if session.end_reason is EndReason.BACKEND_ERROR:
-            log.warning("sse.backend_error", stream=name, position=str(session.position))
+        await events.aclose()
+        if session.end_reason in (EndReason.BACKEND_ERROR, EndReason.GAP):
+            log.warning(
+                "sse.ended",
+                stream=session.stream,
+                reason=session.end_reason.value,
+                position=str(session.position),
+            )
 
 
 def stream_handlers() -> list[Any]:

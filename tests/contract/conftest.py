@@ -30,27 +30,40 @@ class BackendSpec:
     kind: str
     url: str | None = None
     prefix: str = ""
+    retention: int = 0
 
     def build(self) -> ChunkLog:
         if self.kind == "memory":
-            return MemoryChunkLog()
+            return MemoryChunkLog(retention_max_entries=self.retention)
         from service.log.redis import RedisChunkLog
 
         assert self.url is not None
-        return RedisChunkLog(self.url, prefix=self.prefix, max_connections=16)
+        return RedisChunkLog(
+            self.url, prefix=self.prefix, max_connections=16, retention_max_entries=self.retention
+        )
 
 
 _SPEC = pytest.StashKey[BackendSpec]()
 
 
+RETENTION_MARK = "retention"
+
+
 @pytest_asyncio.fixture(params=["memory", "redis"], ids=["memory", "redis"])
 async def log(request: pytest.FixtureRequest) -> AsyncIterator[ChunkLog]:
-    """A started ChunkLog of the parametrized backend, stopped after the test."""
+    """A started ChunkLog of the parametrized backend, stopped after the test.
+
+    ``@pytest.mark.retention(n)`` builds it with ``retention_max_entries=n``.
+    """
+    mark = request.node.get_closest_marker(RETENTION_MARK)
+    retention = int(mark.args[0]) if mark else 0
     if request.param == "memory":
-        spec = BackendSpec("memory")
+        spec = BackendSpec("memory", retention=retention)
     else:
         url = request.getfixturevalue("redis_server")
-        spec = BackendSpec("redis", url, f"rivulet-test-{uuid.uuid4().hex[:16]}")
+        spec = BackendSpec(
+            "redis", url, f"rivulet-test-{uuid.uuid4().hex[:16]}", retention=retention
+        )
     request.node.stash[_SPEC] = spec
     instance = spec.build()
     await instance.start()

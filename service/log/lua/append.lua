@@ -7,7 +7,8 @@
 --   ARGV[7]  producer id   ARGV[8] '1' when a producer is given
 --   ARGV[9]  producer epoch                      ARGV[10] producer seq
 --   ARGV[11] largest total payload a notification carries (bigger: readers re-read)
---   ARGV[12..] the items, one entry each, one batch
+--   ARGV[12] retention: the most entries a stream keeps, 0 for all (see trim below)
+--   ARGV[13..] the items, one entry each, one batch
 -- Returns {status, eff, ...}:
 --   {'OK', eff, tail entries, tail bytes, closed}
 --   {'DUP', eff, tail entries, tail bytes, closed, epoch, last seq}   producer retry, no write
@@ -15,9 +16,10 @@
 --   {'CLOSED', eff, tail entries, tail bytes}
 --   {'STALE', eff, current epoch}   {'GAP', eff, expected, received}   {'BADEPOCH', eff}
 --   {'SEQ', eff}   {'CTYPE', eff}   {'NOTFOUND', eff}   {'GONE', eff}
--- The verdict order is memory.py's: content type, producer, closed, Stream-Seq.
+-- The verdict order is memory.py's: content type, producer, closed, Stream-Seq. After an
+-- accepted append (and its notice) the oldest own entries beyond the retention cap are trimmed.
 
-local FIRST = 12
+local FIRST = 13
 local now = now_ms()
 local m = load(M)
 local status, eff = check_live(m, now)
@@ -94,4 +96,6 @@ if tb - start_b <= tonumber(ARGV[11]) then
   end
 end
 notify(start_e, start_b, te, tb, tonumber(m.closed), 0, items)
+-- After the notice: readers at the tail still get everything that was appended.
+trim(m, tonumber(ARGV[12]))
 return {'OK', eff, m.te, m.tb, m.closed}

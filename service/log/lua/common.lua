@@ -15,7 +15,10 @@
 -- Meta fields: gen (incarnation id), cfg (the create request, compared by the caller), ct, mt
 -- (media type), created, te/tb (tail entries/bytes), be/bb (fork base), closed ('0'/'1'),
 -- ttl, exp (logical expiry, ms), kx (key expiry set on the keys), seq (last Stream-Seq),
--- del ('1' when soft-deleted), src/srcgen/anc (fork source, its gen, the ancestor chain).
+-- del ('1' when soft-deleted), src/srcgen/anc (fork source, its gen, the ancestor chain),
+-- fs (retention: own entries are numbered fs+1, fs+2, ...; fs starts at be and moves up as the
+-- oldest are trimmed) and se/sb (the earliest readable offset). A stream written before these
+-- existed has none of them: fs = be, se/sb = 0/0 (see first_of and start_of).
 
 local M, E, P, F = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local GRACE = tonumber(ARGV[2])
@@ -173,6 +176,33 @@ local function add(te, tb, first, last)
     redis.call('XADD', E, I(te) .. '-0', 'd', d, 'b', I(tb), 'k', I(last - i + 1))
   end
   return te, tb
+end
+
+-- Retention: the number of the stream's last trimmed (or inherited) entry, and its earliest
+-- readable offset; reads and forks below that offset are gone.
+local function first_of(m)
+  return tonumber(m.fs or m.be)
+end
+
+local function start_of(m)
+  return tonumber(m.se or 0), tonumber(m.sb or 0)
+end
+
+-- Drop own entries beyond the newest `max` (memory.py's _Stream.trim); never while forks
+-- reference the stream, since their reads need its entries.
+local function trim(m, max)
+  if max <= 0 or redis.call('HLEN', F) > 0 then
+    return
+  end
+  local floor = tonumber(m.te) - max
+  if floor <= first_of(m) then
+    return
+  end
+  -- floor > first: an own entry still there, whose end becomes the earliest readable offset.
+  local _, b = entry(E, floor)
+  redis.call('XTRIM', E, 'MINID', I(floor + 1) .. '-0')
+  m.fs, m.se, m.sb = I(floor), I(floor), I(b)
+  redis.call('HSET', M, 'fs', m.fs, 'se', m.se, 'sb', m.sb)
 end
 
 -- Entries from..to of `key` appended to `out` as (n, end bytes, data) triples, stopping before

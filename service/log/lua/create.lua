@@ -9,8 +9,11 @@
 --   ARGV[10] '1' to create the stream closed
 --   ARGV[11] fork source path or ''   ARGV[12] source gen   ARGV[13] ancestor chain (opaque)
 --   ARGV[14] fork base entries        ARGV[15] fork base bytes ('0' '0' for a plain stream)
---   ARGV[16] number of prefix items (1 when a binary sub-offset copied bytes, else 0)
---   ARGV[17..] the prefix item (a batch of its own), then the initial items (one batch)
+--   ARGV[16] start entries           ARGV[17] start bytes: the earliest readable offset, for
+--            a fork min(source's start, fork base) ('0' '0' for a plain stream)
+--   ARGV[18] number of prefix items (1 when a binary sub-offset copied bytes, else 0)
+--   ARGV[19..] the prefix item (a batch of its own), then the initial items (one batch)
+-- Initial items are never trimmed here: the retention cap applies from the first append on.
 -- Returns:
 --   {'EXISTS', eff, cfg, info...}  a live stream is there; the caller compares configurations
 --   {'CONFLICT', eff}              a soft-deleted stream holds the path
@@ -46,6 +49,7 @@ redis.call('DEL', M, E, P, F)
 local n = {
   gen = ARGV[4], cfg = ARGV[5], ct = ARGV[6], mt = ARGV[7], created = I(now),
   be = ARGV[14], bb = ARGV[15], closed = ARGV[10],
+  fs = ARGV[14], se = ARGV[16], sb = ARGV[17],
 }
 if ARGV[8] ~= '' then
   n.ttl = ARGV[8]
@@ -58,9 +62,9 @@ if ARGV[11] ~= '' then
 end
 
 local te, tb = tonumber(ARGV[14]), tonumber(ARGV[15])
-local prefix = tonumber(ARGV[16])
-te, tb = add(te, tb, 17, 16 + prefix)
-te, tb = add(te, tb, 17 + prefix, #ARGV)
+local prefix = tonumber(ARGV[18])
+te, tb = add(te, tb, 19, 18 + prefix)
+te, tb = add(te, tb, 19 + prefix, #ARGV)
 n.te, n.tb = I(te), I(tb)
 
 local fields = {}

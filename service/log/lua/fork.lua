@@ -10,9 +10,13 @@
 --   ARGV[7] offset entries   ARGV[8] offset bytes   ARGV[9] sub-offset
 -- Returns:
 --   {'OK', eff, gen, ct, ttl|false, expires|false, base entries, base bytes, ancestors|false,
---    fork base entries, fork base bytes, prefix|false, check boundary (0/1), check sub (0/1)}
+--    fork base entries, fork base bytes, prefix|false, check boundary (0/1), check sub (0/1),
+--    source start entries, source start bytes}
 --     Where the fork point lies below the source's own fork base, its checks need the source's
 --     ancestors (other slots): the flags ask the caller to do them, holding the reference.
+--     The source's start (its earliest readable offset) gives the fork's: min(it, fork base).
+--   {'OFFSETGONE', eff, start entries, start bytes}  the fork offset is before the source's
+--     start (retention trimmed it); no reference is taken
 --   {'NOTFOUND', eff}   {'CONFLICT', eff, message}   {'BADFORK', eff, message}
 
 local now = now_ms()
@@ -34,12 +38,18 @@ local oe, ob = te, tb
 if ARGV[6] == '1' then
   oe, ob = tonumber(ARGV[7]), tonumber(ARGV[8])
 end
+local se, sb = start_of(m)
+if offset_gt(se, sb, oe, ob) then
+  return {'OFFSETGONE', eff, I(se), I(sb)}
+end
 local beyond = 'fork offset is beyond the source stream'
 if offset_gt(oe, ob, te, tb) then
   return {'BADFORK', eff, beyond}
 end
 local check_boundary = 0
-if oe == 0 then
+if oe == se and ob == sb then
+  -- The source's start is a boundary, though the entry ending there may be trimmed.
+elseif oe == 0 then
   if ob ~= 0 then
     return {'BADFORK', eff, beyond}
   end
@@ -88,5 +98,5 @@ redis.call('HSET', F, ARGV[3], ARGV[4])
 key_expiry(m, false)
 return {
   'OK', eff, m.gen, m.ct, m.ttl or false, m.exp or false, m.be, m.bb, m.anc or false,
-  I(oe), I(ob), prefix, check_boundary, check_sub,
+  I(oe), I(ob), prefix, check_boundary, check_sub, I(se), I(sb),
 }

@@ -12,8 +12,10 @@
 --        above the fork base; below it the caller reads the ancestors, then this stream
 --   {'CHAIN', eff, gen, ancestors, base entries}
 --        the position is below the fork base: check it there, then call again with gen
+--   {'OFFSETGONE', eff, start entries, start bytes}
+--        the position is before the earliest offset retention kept (see trim in common.lua)
 --   {'BADOFFSET', eff}   {'NOTFOUND', eff}   {'GONE', eff}
--- Nothing is renewed when the position is invalid or still unchecked.
+-- Nothing is renewed when the position is invalid, gone or still unchecked.
 
 local now = now_ms()
 local m = load(M)
@@ -25,10 +27,16 @@ end
 local ae, ab, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local te, tb = tonumber(m.te), tonumber(m.tb)
 local be, bb = tonumber(m.be), tonumber(m.bb)
+local se, sb = start_of(m)
+if offset_gt(se, sb, ae, ab) then
+  return {'OFFSETGONE', eff, I(se), I(sb)}
+end
 if offset_gt(ae, ab, te, tb) then
   return {'BADOFFSET', eff}
 end
-if ae == 0 then
+if ae == se and ab == sb then
+  -- The earliest readable offset is a boundary, though the entry ending there may be trimmed.
+elseif ae == 0 then
   if ab ~= 0 then
     return {'BADOFFSET', eff}
   end
