@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +16,12 @@ from litestar.middleware import DefineMiddleware
 from litestar.response import Response
 
 from service.api import EdgeMiddleware, health_handlers
+from service.api.demo import demo_handlers
+from service.api.generations import GenerationState, generation_handlers
+from service.generation.open import open_queue, worker_settings
+from service.generation.providers.registry import build_providers
+from service.generation.service import Generations
+from service.generation.worker import Worker
 from service.log import ChunkLog, LogError, open_log
 from service.protocol import ProtocolState, stream_handlers
 from service.protocol import headers as h
@@ -65,27 +73,70 @@ def create_app(settings: Settings | None = None, *, chunk_log: ChunkLog | None =
     """The ASGI application for ``settings`` (read from the environment when omitted)."""
     settings = settings or Settings.from_env()
     chunk_log = chunk_log or open_log(settings)
+    queue = open_queue(settings)
+    providers = build_providers(
+        openai_api_key=settings.openai_api_key,
+        openai_base_url=settings.openai_base_url,
+        anthropic_api_key=settings.anthropic_api_key,
+        anthropic_base_url=settings.anthropic_base_url,
+    )
     state = ProtocolState(log=chunk_log, settings=settings)
+    generations = Generations(chunk_log, queue, providers, settings.generation_ttl)
+    gen_state = GenerationState(generations, settings, state.draining)
+    worker = (
+        Worker(chunk_log, queue, providers, worker_settings(settings))
+        if settings.workers > 0
+        else None
+    )
+
+    def begin_drain() -> None:
+        # SIGTERM: live readers end now (and resume elsewhere), the worker stops claiming;
+        # running generations get the shutdown grace to finish.
+        state.draining.set()
+        chunk_log.hub.interrupt_all()
+        if worker is not None:
+            worker.stop_claiming()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
             await chunk_log.start()
+            await queue.start()
         except LogError as exc:
             log.error("app.start_failed", backend=settings.backend, error=str(exc))
             raise
-        log.info("app.started", backend=settings.backend, host=settings.host, port=settings.port)
+        worker_task = asyncio.create_task(worker.run()) if worker is not None else None
+        log.info(
+            "app.started",
+            backend=settings.backend,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            providers=sorted(providers),
+        )
         try:
             yield
         finally:
-            state.draining.set()
-            chunk_log.hub.interrupt_all()
+            begin_drain()
+            if worker is not None and worker_task is not None:
+                await worker.stop()
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            for provider in providers.values():
+                await provider.aclose()
+            await queue.stop()
             await chunk_log.stop()
             log.info("app.stopped")
 
     return Litestar(
-        route_handlers=[*health_handlers(), *stream_handlers()],
-        state=State({"protocol": state}),
+        route_handlers=[
+            *health_handlers(),
+            *demo_handlers(),
+            *generation_handlers(),
+            *stream_handlers(),
+        ],
+        state=State({"protocol": state, "generations": gen_state, "drain": begin_drain}),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(EdgeMiddleware)],
         cors_config=CORSConfig(

@@ -35,14 +35,13 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     app = create_app(settings)
-    state = app.state.protocol
+    drain = app.state.drain
 
     class _Server(uvicorn.Server):
         # On SIGTERM, end live reads first so clients resume on another replica while
         # uvicorn waits for in-flight requests; otherwise SSE would hold the pod until killed.
         def handle_exit(self, sig: int, frame: Any) -> None:
-            state.draining.set()
-            state.log.hub.interrupt_all()
+            drain()
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(
@@ -64,6 +63,75 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
+def _worker(_: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from service.generation.open import open_queue, worker_settings
+    from service.generation.providers.registry import build_providers
+    from service.generation.worker import Worker
+    from service.log import LogError, open_log
+    from service.telemetry import configure_logging, get_logger
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"rivulet: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    logger = get_logger("service.cli")
+    if settings.redis_url is None:
+        print(
+            "rivulet: `rivulet worker` needs REDIS_URL (the memory backend lives inside one "
+            "`rivulet serve` process, which runs its own worker)",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def run() -> int:
+        chunk_log = open_log(settings)
+        queue = open_queue(settings)
+        providers = build_providers(
+            openai_api_key=settings.openai_api_key,
+            openai_base_url=settings.openai_base_url,
+            anthropic_api_key=settings.anthropic_api_key,
+            anthropic_base_url=settings.anthropic_base_url,
+        )
+        try:
+            await chunk_log.start()
+            await queue.start()
+        except LogError as exc:
+            logger.error("worker.start_failed", error=str(exc))
+            return 1
+        worker = Worker(chunk_log, queue, providers, worker_settings(settings))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop_claiming)
+        try:
+            await worker.run()
+            await worker.stop()
+        finally:
+            for provider in providers.values():
+                await provider.aclose()
+            await queue.stop()
+            await chunk_log.stop()
+        return 0
+
+    return asyncio.run(run())
+
+
+def _fake_provider(args: argparse.Namespace) -> int:
+    from service.generation.fake_server import serve_fake
+    from service.telemetry import configure_logging, get_logger
+
+    configure_logging()
+    base = f"http://{args.host}:{args.port}"
+    get_logger("service.cli").info(
+        "fake_provider.start", openai_base_url=f"{base}/v1", anthropic_base_url=base
+    )
+    return 0 if serve_fake(args.host, args.port) else 1
+
+
 def _config(_: argparse.Namespace) -> int:
     print("| Variable | Default | Description |\n|---|---|---|")
     for env, default, doc in describe_settings():
@@ -79,6 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", help="bind address (env RIVULET_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (env RIVULET_PORT, default 8080)")
     serve.set_defaults(func=_serve)
+    work = sub.add_parser("worker", help="run generation jobs only (needs REDIS_URL)")
+    work.set_defaults(func=_worker)
+    fake = sub.add_parser(
+        "fake-provider",
+        help="serve a fake OpenAI/Anthropic streaming API (scripted answers; tests, benchmarks)",
+    )
+    fake.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    fake.add_argument("--port", type=int, default=8081, help="port (default 8081)")
+    fake.set_defaults(func=_fake_provider)
     cfg = sub.add_parser("config", help="print every setting as a markdown table")
     cfg.set_defaults(func=_config)
     args = parser.parse_args(argv)

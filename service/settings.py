@@ -114,6 +114,90 @@ class Settings:
             "Comma-separated origins allowed by CORS, or `*` for any.",
         ),
     )
+    default_provider: str = field(
+        default="",
+        metadata=_doc(
+            "RIVULET_DEFAULT_PROVIDER",
+            "Provider for generations that name none: `fake`, `openai` or `anthropic`. Empty: "
+            "`openai` if OPENAI_API_KEY is set, else `anthropic` if ANTHROPIC_API_KEY is, "
+            "else `fake`.",
+        ),
+    )
+    openai_api_key: str | None = field(
+        default=None,
+        metadata=_doc(
+            "OPENAI_API_KEY",
+            "Enables the `openai` provider.",
+        ),
+    )
+    openai_base_url: str | None = field(
+        default=None,
+        metadata=_doc(
+            "OPENAI_BASE_URL",
+            "OpenAI-compatible endpoint (Azure OpenAI, vLLM, the fake provider, ...).",
+        ),
+    )
+    anthropic_api_key: str | None = field(
+        default=None,
+        metadata=_doc("ANTHROPIC_API_KEY", "Enables the `anthropic` provider."),
+    )
+    anthropic_base_url: str | None = field(
+        default=None,
+        metadata=_doc("ANTHROPIC_BASE_URL", "Anthropic API endpoint override."),
+    )
+    workers: int = field(
+        default=4,
+        metadata=_doc(
+            "RIVULET_WORKERS",
+            "Generations this process runs at once (in-process worker). 0: none; run "
+            "`rivulet worker` processes instead.",
+        ),
+    )
+    lease_seconds: float = field(
+        default=15.0,
+        metadata=_doc(
+            "RIVULET_LEASE_SECONDS",
+            "A generation whose worker stops heartbeating for this long is taken over by "
+            "another worker.",
+        ),
+    )
+    provider_retries: int = field(
+        default=2,
+        metadata=_doc(
+            "RIVULET_PROVIDER_RETRIES",
+            "Retries of a provider call that fails before its first token (after it, the "
+            "stream ends with an `error` event).",
+        ),
+    )
+    provider_backoff: float = field(
+        default=0.5,
+        metadata=_doc(
+            "RIVULET_PROVIDER_BACKOFF",
+            "Seconds before the first retry; doubles each time, with jitter.",
+        ),
+    )
+    generation_ttl: int = field(
+        default=86400,
+        metadata=_doc(
+            "RIVULET_GENERATION_TTL",
+            "Seconds a generation's stream is kept after its last read or write.",
+        ),
+    )
+    cancel_without_reader: float = field(
+        default=30.0,
+        metadata=_doc(
+            "RIVULET_CANCEL_WITHOUT_READER",
+            "Cancel a generation nobody has been reading (via its events URL) for this many "
+            "seconds; 0 disables. Readers on any replica count.",
+        ),
+    )
+    sse_retry_ms: int = field(
+        default=1000,
+        metadata=_doc(
+            "RIVULET_SSE_RETRY_MS",
+            "`retry:` sent to EventSource clients: how soon they reconnect after a drop.",
+        ),
+    )
     shutdown_grace: float = field(
         default=10.0,
         metadata=_doc(
@@ -122,6 +206,17 @@ class Settings:
             "and clients resume on another replica.",
         ),
     )
+
+    @property
+    def provider_for_default(self) -> str:
+        """The provider a request that names none gets."""
+        if self.default_provider:
+            return self.default_provider
+        if self.openai_api_key:
+            return "openai"
+        if self.anthropic_api_key:
+            return "anthropic"
+        return "fake"
 
     @property
     def backend(self) -> Literal["memory", "redis"]:
@@ -170,6 +265,27 @@ class Settings:
                 raise SettingsError(f"{name} must be positive, got {value}")
         if self.retention_max_entries < 0:
             raise SettingsError("RIVULET_RETENTION_MAX_ENTRIES must be >= 0")
+        if self.default_provider not in ("", "fake", "openai", "anthropic"):
+            raise SettingsError("RIVULET_DEFAULT_PROVIDER must be fake, openai or anthropic")
+        if self.default_provider == "openai" and not self.openai_api_key:
+            raise SettingsError("RIVULET_DEFAULT_PROVIDER=openai needs OPENAI_API_KEY")
+        if self.default_provider == "anthropic" and not self.anthropic_api_key:
+            raise SettingsError("RIVULET_DEFAULT_PROVIDER=anthropic needs ANTHROPIC_API_KEY")
+        for name, value in {
+            "RIVULET_WORKERS": self.workers,
+            "RIVULET_PROVIDER_RETRIES": self.provider_retries,
+            "RIVULET_CANCEL_WITHOUT_READER": self.cancel_without_reader,
+        }.items():
+            if value < 0:
+                raise SettingsError(f"{name} must be >= 0, got {value}")
+        for name, value in {
+            "RIVULET_LEASE_SECONDS": self.lease_seconds,
+            "RIVULET_PROVIDER_BACKOFF": self.provider_backoff,
+            "RIVULET_GENERATION_TTL": self.generation_ttl,
+            "RIVULET_SSE_RETRY_MS": self.sse_retry_ms,
+        }.items():
+            if value <= 0:
+                raise SettingsError(f"{name} must be positive, got {value}")
         if self.shutdown_grace < 0:
             raise SettingsError("RIVULET_SHUTDOWN_GRACE must be >= 0")
         if not self.redis_key_prefix or any(c in self.redis_key_prefix for c in "{} "):

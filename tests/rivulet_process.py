@@ -44,7 +44,37 @@ def rivulet_serve(
     workdir: Path, env: dict[str, str] | None = None, name: str = "rivulet"
 ) -> Iterator[RivuletProcess]:
     """Run ``rivulet serve`` on a free loopback port until the block exits."""
+    with rivulet_command(workdir, ["serve"], env, name) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def fake_provider(workdir: Path) -> Iterator[RivuletProcess]:
+    """Run ``rivulet fake-provider`` (OpenAI- and Anthropic-compatible) on a free port."""
     port = free_port()
+    with rivulet_command(
+        workdir,
+        ["fake-provider", "--host", "127.0.0.1", "--port", str(port)],
+        {},
+        "fake-provider",
+        port=port,
+        ready_path="/_fake/requests",
+    ) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def rivulet_command(
+    workdir: Path,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    name: str = "rivulet",
+    *,
+    port: int | None = None,
+    ready_path: str | None = "/readyz",
+) -> Iterator[RivuletProcess]:
+    """Run ``rivulet <args>`` until the block exits; wait for ``ready_path`` to answer 200."""
+    port = port or free_port()
     log_path = workdir / f"{name}-{port}.log"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("RIVULET_", "REDIS_URL"))},
@@ -53,16 +83,16 @@ def rivulet_serve(
         "RIVULET_LOG_FORMAT": "json",
         **(env or {}),
     }
-    args = [sys.executable, "-m", "service.cli", "serve"]
+    argv = [sys.executable, "-m", "service.cli", *args]
     with log_path.open("ab") as log_file:
-        proc = subprocess.Popen(args, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     server = RivuletProcess(url, proc, log_path)
     try:
         deadline = time.monotonic() + 20
-        while not _ready(url):
+        while ready_path is not None and not _ready(url, ready_path):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"rivulet serve did not become ready:\n{server.log_tail()}")
+                raise RuntimeError(f"rivulet {args[0]} did not become ready:\n{server.log_tail()}")
             time.sleep(0.05)
         yield server
     finally:

@@ -84,6 +84,8 @@ class LiveSession:
         self._draining = draining
         self.end_reason = EndReason.CLIENT_GONE
         self.position = start
+        self.earliest: Offset | None = None
+        """Where the log now starts, when the session ended with a gap."""
 
     async def __aiter__(self) -> AsyncGenerator[ReadResult | Heartbeat, None]:
         loop = asyncio.get_running_loop()
@@ -133,5 +135,6 @@ class LiveSession:
                 self.end_reason = EndReason.DELETED
             elif isinstance(exc, OffsetGone):
                 self.end_reason = EndReason.GAP
+                self.earliest = exc.earliest
             else:
                 self.end_reason = EndReason.BACKEND_ERROR

@@ -1,0 +1,220 @@
+"""Generation endpoints: create, follow (EventSource), cancel, and the seed-compatible one-shot.
+
+Handlers parse and validate, then call ``service.generation`` / ``service.delivery``; they
+never touch storage themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request, delete, get, post
+from litestar.params import FromPath
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+
+from service.delivery import LiveSession
+from service.delivery.eventsource import event_frames, gap_frame
+from service.generation.jobs import (
+    InvalidGeneration,
+    parse_generation_request,
+    stream_path,
+    valid_id,
+)
+from service.generation.providers.base import GenerationRequest, Message
+from service.generation.service import Generations
+from service.log import (
+    ZERO,
+    LogError,
+    Offset,
+    OffsetError,
+    OffsetGone,
+    StreamClosed,
+    StreamGone,
+    StreamNotFound,
+)
+from service.protocol.errors import error_response, log_error_response
+from service.settings import Settings
+
+__all__ = ["GenerationState", "generation_handlers"]
+
+_SSE_HEADERS = {
+    "content-type": "text/event-stream",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}
+
+
+@dataclass(slots=True)
+class GenerationState:
+    """What these handlers need; ``app.state.generations``."""
+
+    generations: Generations
+    settings: Settings
+    draining: asyncio.Event
+
+
+def _st(request: Request[Any, Any, Any]) -> GenerationState:
+    state: GenerationState = request.app.state.generations
+    return state
+
+
+def _json(status: int, body: dict[str, Any]) -> ASGIResponse:
+    return ASGIResponse(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status_code=status,
+        headers={"content-type": "application/json", "cache-control": "no-store"},
+    )
+
+
+def _urls(request: Request[Any, Any, Any], gen_id: str) -> dict[str, str]:
+    base = str(request.base_url).rstrip("/")
+    return {
+        "id": gen_id,
+        "events_url": f"{base}/v1/generations/{gen_id}/events",
+        "stream_url": f"{base}/v1/stream/{stream_path(gen_id)}",
+    }
+
+
+@post("/v1/generations", status_code=201, name="generations:create")
+async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Create a generation; 201 ``{id, events_url, stream_url}`` (200 for a known key)."""
+    st = _st(request)
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        return error_response(400, "INVALID_JSON", "body is not valid JSON")
+    try:
+        gen_request, key = parse_generation_request(
+            body,
+            default_provider=st.settings.provider_for_default,
+            providers=list(st.generations.providers),
+        )
+        gen_id, created = await st.generations.create(gen_request, key)
+    except InvalidGeneration as exc:
+        return error_response(400, "INVALID_GENERATION", str(exc))
+    except LogError as exc:
+        return log_error_response(exc)
+    return _json(201 if created else 200, _urls(request, gen_id))
+
+
+@delete("/v1/generations/{gen_id:str}", status_code=200, name="generations:cancel")
+async def cancel_generation(request: Request[Any, Any, Any], gen_id: FromPath[str]) -> ASGIResponse:
+    """Cancel from any replica: the stream ends with ``finish`` (``cancelled``)."""
+    if not valid_id(gen_id):
+        return error_response(404, "GENERATION_NOT_FOUND", "no such generation")
+    try:
+        offset = await _st(request).generations.cancel(gen_id)
+    except StreamClosed as exc:
+        return error_response(
+            409,
+            "GENERATION_FINISHED",
+            "the generation already ended",
+            {"Stream-Next-Offset": str(exc.next_offset)},
+        )
+    except LogError as exc:
+        if isinstance(exc, StreamNotFound):
+            return error_response(404, "GENERATION_NOT_FOUND", "no such generation")
+        return log_error_response(exc)
+    return _json(200, {"id": gen_id, "status": "cancelled", "final_offset": str(offset)})
+
+
+def _resume_offset(request: Request[Any, Any, Any]) -> Offset:
+    raw = request.headers.get("last-event-id") or request.query_params.get("offset")
+    if not raw or raw == "-1":
+        return ZERO
+    return Offset.parse(raw)
+
+
+async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
+    st = _st(request)
+    settings = st.settings
+    try:
+        start = _resume_offset(request)
+    except OffsetError:
+        return error_response(400, "INVALID_OFFSET", "Last-Event-ID / offset is not an offset")
+    gens = st.generations
+    session = LiveSession(
+        gens.log,
+        stream_path(gen_id),
+        start,
+        max_bytes=settings.read_max_bytes,
+        heartbeat=settings.sse_heartbeat,
+        max_duration=settings.sse_max_duration,
+        draining=st.draining,
+    )
+    events = session.__aiter__()
+    try:
+        first = await anext(events)
+    except OffsetGone as exc:
+        return ASGIResponse(body=gap_frame(exc.earliest), headers=_SSE_HEADERS)
+    except LogError as exc:
+        if isinstance(exc, StreamNotFound | StreamGone):
+            return error_response(404, "GENERATION_NOT_FOUND", "no such generation")
+        return log_error_response(exc)
+    grace = settings.cancel_without_reader
+    presence_ttl = max(grace, 2 * settings.sse_heartbeat)
+
+    async def alive() -> None:
+        # Presence is advisory (it only feeds the no-reader cancel); never fail the stream.
+        with contextlib.suppress(LogError):
+            await gens.queue.touch_reader(gen_id, presence_ttl)
+
+    if grace > 0:
+        await alive()
+    return ASGIStreamingResponse(
+        iterator=event_frames(
+            session,
+            first,
+            events,
+            retry_ms=settings.sse_retry_ms,
+            on_alive=alive if grace > 0 else None,
+            alive_every=presence_ttl / 3,
+        ),
+        headers=_SSE_HEADERS,
+    )
+
+
+@get("/v1/generations/{gen_id:str}/events", name="generations:events")
+async def generation_events(request: Request[Any, Any, Any], gen_id: FromPath[str]) -> ASGIResponse:
+    """EventSource stream of the generation; resume with ``Last-Event-ID`` or ``?offset=``."""
+    if not valid_id(gen_id):
+        return error_response(404, "GENERATION_NOT_FOUND", "no such generation")
+    return await _follow(request, gen_id)
+
+
+@get("/api/stream", name="generations:seed")
+async def seed_stream(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """The seed article's endpoint: ``?prompt=…&messageId=…`` creates the generation for that
+    message id (or attaches to it) and streams it; reconnecting with the same messageId and
+    ``Last-Event-ID`` resumes."""
+    st = _st(request)
+    prompt = request.query_params.get("prompt")
+    message_id = request.query_params.get("messageId")
+    if not prompt or not message_id:
+        return error_response(400, "INVALID_GENERATION", "prompt and messageId are required")
+    if len(message_id) > 256:
+        return error_response(400, "INVALID_GENERATION", "messageId is longer than 256")
+    provider = st.settings.provider_for_default
+    gen_request = GenerationRequest(
+        provider=provider,
+        model="fake-1" if provider == "fake" else request.query_params.get("model", ""),
+        messages=(Message("user", prompt),),
+    )
+    if not gen_request.model:
+        return error_response(400, "INVALID_GENERATION", "model is required for this provider")
+    try:
+        gen_id, _ = await st.generations.create(gen_request, f"seed:{message_id}")
+    except LogError as exc:
+        return log_error_response(exc)
+    return await _follow(request, gen_id)
+
+
+def generation_handlers() -> list[Any]:
+    """The generation routes."""
+    return [create_generation, cancel_generation, generation_events, seed_stream]

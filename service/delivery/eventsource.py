@@ -1,0 +1,84 @@
+"""Browser EventSource delivery of a generation: ``id:`` = log offset, typed JSON ``data:``.
+
+Frames are encoded by Litestar's ``ServerSentEventMessage`` (line splitting, ``id``/``retry``
+fields, comments). Per connection:
+
+- one ``retry:`` first, so a dropped browser reconnects after ``retry_ms``;
+- each log entry becomes one event whose ``id`` is the offset just after it, so the browser's
+  automatic ``Last-Event-ID`` on reconnect resumes exactly after the last event it got;
+- a heartbeat comment after ``heartbeat`` idle seconds;
+- the response ends after the terminal event (``finish``/``error``); the client should close
+  its EventSource when it sees one (a closed response would otherwise make it reconnect);
+- a reader behind retention gets an explicit ``error`` event of type ``gap``, never a silent
+  skip; on shutdown a short ``retry:`` is sent so it reconnects to another replica quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+
+from litestar.response.sse import ServerSentEventMessage
+
+from service.delivery.live import EndReason, Heartbeat, LiveSession
+from service.log import Offset, ReadResult
+
+__all__ = ["event_frames", "gap_frame"]
+
+_SHUTDOWN_RETRY_MS = 250
+
+
+def gap_frame(earliest: Offset) -> bytes:
+    """The event that tells a reader it fell behind retention (and where the log starts)."""
+    body = {
+        "type": "error",
+        "error": {
+            "type": "gap",
+            "message": "events before this point are no longer retained",
+            "earliest_offset": str(earliest),
+        },
+    }
+    return ServerSentEventMessage(data=json.dumps(body, separators=(",", ":"))).encode()
+
+
+def _batch(result: ReadResult) -> bytes:
+    # The stored bytes are already compact JSON: passed through, never re-encoded.
+    return b"".join(
+        ServerSentEventMessage(data=chunk.data.decode(), id=str(chunk.end)).encode()
+        for chunk in result.chunks
+    )
+
+
+async def event_frames(
+    session: LiveSession,
+    first: ReadResult | Heartbeat,
+    events: AsyncGenerator[ReadResult | Heartbeat, None],
+    *,
+    retry_ms: int,
+    on_alive: Callable[[], Awaitable[None]] | None = None,
+    alive_every: float = 10.0,
+) -> AsyncIterator[bytes]:
+    """The bytes of one EventSource response, starting from an already-read first batch."""
+    loop = asyncio.get_running_loop()
+    last_alive = loop.time()
+    yield ServerSentEventMessage(data=None, retry=retry_ms, comment="rivulet").encode()
+    item: ReadResult | Heartbeat | None = first
+    try:
+        while item is not None:
+            if isinstance(item, Heartbeat):
+                yield ServerSentEventMessage(data=None, comment="keep-alive").encode()
+            elif item.chunks:
+                yield _batch(item)
+            if on_alive is not None and loop.time() - last_alive >= alive_every:
+                last_alive = loop.time()
+                await on_alive()
+            item = await anext(events, None)
+        if session.end_reason is EndReason.GAP and session.earliest is not None:
+            yield gap_frame(session.earliest)
+        elif session.end_reason is EndReason.SHUTDOWN:
+            yield ServerSentEventMessage(
+                data=None, retry=_SHUTDOWN_RETRY_MS, comment="draining"
+            ).encode()
+    finally:
+        await events.aclose()

@@ -1,0 +1,74 @@
+"""The in-process ``fake`` provider: scripted tokens with no network, the embedded default.
+
+It follows :mod:`service.generation.providers.fake_script` (which documents every parameter
+under ``params["fake"]``), so it answers exactly what the wire-compatible fake server answers
+through the OpenAI or Anthropic adapter for the same request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+from service.generation.events import ContentDelta, Finish, ProviderError, Usage
+from service.generation.providers.base import GenerationRequest, ProviderEvent
+from service.generation.providers.fake_script import AttemptCounter, FakeParamsError, plan
+
+__all__ = ["FakeProvider"]
+
+
+class FakeProvider:
+    """Scripted, deterministic answers; ``fail_attempts`` is counted per instance."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self._attempts = AttemptCounter()
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderEvent, None]:
+        """Yield the scripted tokens at the scripted rate, then a :class:`Finish`."""
+        try:
+            script = plan(request.messages, request.model, request.params)
+        except FakeParamsError as exc:
+            raise ProviderError("invalid_request", str(exc), retryable=False) from None
+        attempt = self._attempts.next(script.fingerprint)
+        if script.fails_before_first(attempt):
+            raise _rejection(script.options.fail_status)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        fail_after = script.fail_after
+        for index in range(script.tokens_to_send + (fail_after is not None)):
+            delay = started + script.due(index) - loop.time()
+            # Even at rate 0 give the loop a turn per token, so a long scripted answer can't
+            # starve the other generations sharing this worker.
+            await asyncio.sleep(max(delay, 0.0))
+            if index == fail_after:
+                raise _rejection(None)
+            yield ContentDelta(script.tokens[index])
+        yield Finish(
+            reason=script.finish_reason,
+            usage=Usage(input_tokens=script.input_tokens, output_tokens=script.tokens_to_send),
+            response_id=f"fake-{script.fingerprint[:24]}",
+            response_model=request.model,
+        )
+
+    async def aclose(self) -> None:
+        """Nothing to release: no connections."""
+
+
+def _rejection(status: int | None) -> ProviderError:
+    """What a call rejected before its first token raises: the kind the status would map to in
+    the OpenAI/Anthropic adapters, so in-process and wire fakes fail alike."""
+    if status is None or status >= 500:
+        return ProviderError("overloaded", "The fake provider is overloaded.", retryable=True)
+    if status == 429:
+        return ProviderError("rate_limited", "The fake provider is rate limiting.", retryable=True)
+    if status in (401, 403):
+        return ProviderError("authentication", "The fake provider refused.", retryable=False)
+    if status == 408:
+        return ProviderError("timeout", "The fake provider timed out.", retryable=True)
+    if status in (400, 404, 413, 422):
+        return ProviderError("invalid_request", "The fake provider rejected it.", retryable=False)
+    return ProviderError(
+        "provider_error", f"The fake provider failed (HTTP {status}).", retryable=status == 409
+    )

@@ -1,0 +1,405 @@
+"""The worker: claims generation jobs and turns provider streams into appends to the log.
+
+One job, one run:
+
+1. **Fenced writer.** The worker appends as idempotent producer ``(generation id, epoch =
+   attempt - 1, seq)``. A worker that lost its lease and wakes up later is rejected by the log
+   (stale epoch) before it can write a single chunk after its successor started.
+2. **Exactly one terminal event.** ``finish``/``error`` is written *and* the stream closed in
+   one atomic append, so whoever terminates first (this worker, a cancel from any replica, a
+   successor after a crash) wins and every later terminal write is refused.
+3. **Retries before the first token** with exponential backoff and jitter; after the first
+   token a failure ends the stream with an ``error`` event (a new answer would not continue
+   the old one).
+4. **Takeover.** A reclaimed job whose stream already holds content from the dead worker can't
+   be continued by a non-deterministic provider; it ends with ``error`` (``worker_lost``).
+   The fake provider is deterministic, so it resumes where the stream stopped instead.
+5. **Cancel** is a close: ``DELETE /v1/generations/{id}`` (any replica) appends ``finish``
+   (``cancelled``) and closes the stream. The worker watches its stream on the live-tail hub,
+   sees the close and cancels the provider call, which aborts its HTTP request. With no reader
+   attached (any replica) for ``cancel_without_reader`` seconds, it cancels itself the same way.
+6. **Batching.** Deltas that arrive while an append is in flight are appended together in the
+   next call, so a fast provider costs one log write per batch, not per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import random
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from service.generation.events import (
+    ContentDelta,
+    ErrorEvent,
+    Event,
+    Finish,
+    ProviderError,
+    decode_event,
+    encode_event,
+)
+from service.generation.jobs import GenerationJob
+from service.generation.providers.base import Provider
+from service.generation.queue import Job, JobQueue, LeaseLost
+from service.log import (
+    ZERO,
+    BackendUnavailable,
+    ChunkLog,
+    LogError,
+    Producer,
+    StaleEpoch,
+    StreamClosed,
+    StreamNotFound,
+)
+from service.telemetry import get_logger
+
+__all__ = ["Worker", "WorkerSettings"]
+
+log = get_logger("service.worker")
+
+JSON = "application/json"
+_APPEND_RETRIES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """The knobs of a worker (from :class:`service.settings.Settings`)."""
+
+    concurrency: int = 4
+    lease: float = 15.0
+    retries: int = 2
+    backoff: float = 0.5
+    cancel_without_reader: float = 30.0
+    shutdown_grace: float = 10.0
+    max_batch: int = 256
+
+
+class _Fenced(Exception):
+    """Another writer owns the stream now (stale epoch) or it is already closed."""
+
+
+class _Writer:
+    """Appends events as one idempotent producer; retries transient failures with the same
+    sequence number, so a retried append can never be written twice."""
+
+    def __init__(self, chunk_log: ChunkLog, path: str, producer_id: str, epoch: int) -> None:
+        self._log = chunk_log
+        self._path = path
+        self._id = producer_id
+        self._epoch = epoch
+        self._seq = 0
+        self.closed = False
+
+    async def write(self, events: list[Event], *, close: bool = False) -> None:
+        producer = Producer(self._id, self._epoch, self._seq)
+        items = [encode_event(e) for e in events]
+        for attempt in range(_APPEND_RETRIES):
+            try:
+                await self._log.append(
+                    self._path, items, content_type=JSON, producer=producer, close=close
+                )
+                break
+            except BackendUnavailable:
+                if attempt == _APPEND_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
+            except (StaleEpoch, StreamClosed, StreamNotFound) as exc:
+                raise _Fenced(type(exc).__name__) from exc
+        self._seq += 1
+        self.closed = self.closed or close
+
+
+class Worker:
+    """Runs up to ``concurrency`` generations at once until stopped."""
+
+    def __init__(
+        self,
+        chunk_log: ChunkLog,
+        queue: JobQueue,
+        providers: Mapping[str, Provider],
+        settings: WorkerSettings,
+        name: str | None = None,
+    ) -> None:
+        self._log = chunk_log
+        self._queue = queue
+        self._providers = providers
+        self._settings = settings
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{random.randrange(1 << 16):04x}"  # noqa: S311
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def active(self) -> int:
+        """Generations in progress in this worker."""
+        return len(self._running)
+
+    async def run(self) -> None:
+        """Claim and run jobs until :meth:`stop`."""
+        log.info("worker.started", worker=self.name, concurrency=self._settings.concurrency)
+        while not self._stopping.is_set():
+            await self._slots.acquire()
+            if self._stopping.is_set():
+                self._slots.release()
+                break
+            try:
+                job = await self._queue.claim(self.name, timeout=1.0)
+            except LogError as exc:
+                self._slots.release()
+                log.warning("worker.claim_failed", worker=self.name, error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            if job is None:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
+            self._running[job.id] = task
+            task.add_done_callback(functools.partial(self._done, job.id))
+
+    def _done(self, job_id: str, _: asyncio.Task[None]) -> None:
+        self._running.pop(job_id, None)
+        self._slots.release()
+
+    def stop_claiming(self) -> None:
+        """Take no new jobs (running ones go on)."""
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Stop claiming; let running jobs finish within the grace, then hand them back."""
+        self._stopping.set()
+        running = list(self._running.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self._settings.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        log.info("worker.stopped", worker=self.name)
+
+    # -- one job ---------------------------------------------------------------------------
+
+    async def _run_job(self, job: Job) -> None:
+        try:
+            gen = GenerationJob.decode(job.payload)
+        except (ValueError, KeyError) as exc:
+            log.error("worker.bad_job", job=job.id, error=str(exc))
+            await self._queue.ack(job)
+            return
+        bound = log.bind(generation=gen.id, attempt=job.attempt, worker=self.name)
+        writer = _Writer(self._log, gen.path, gen.id, job.attempt - 1)
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        try:
+            outcome = await self._generate(gen, job, writer, heartbeat)
+        except asyncio.CancelledError:
+            # Shutdown: hand the job back so another worker takes it over at once.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._queue.release(job))
+            bound.info("generation.released")
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await heartbeat
+        if outcome == "fenced":
+            bound.info("generation.fenced")
+            return
+        with contextlib.suppress(LeaseLost, LogError):
+            await self._queue.ack(job)
+        bound.info("generation.done", outcome=outcome)
+
+    async def _heartbeat(self, job: Job) -> None:
+        interval = self._settings.lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._queue.heartbeat(job, self.name)
+            except LeaseLost:
+                return  # the log fences us; the generation task notices on its next write
+            except LogError as exc:
+                log.warning("worker.heartbeat_failed", job=job.id, error=str(exc))
+
+    async def _prior(self, gen: GenerationJob) -> tuple[bool, list[str]] | None:
+        """What a previous attempt left: (terminated, content deltas); None if nothing."""
+        info = await self._log.info(gen.path)
+        if info.next_offset == ZERO:
+            return None
+        deltas: list[str] = []
+        pos = ZERO
+        while True:
+            result = await self._log.read(gen.path, pos, 1 << 20)
+            for chunk in result.chunks:
+                ev = decode_event(chunk.data)
+                if ev["type"] == "content":
+                    deltas.append(str(ev.get("delta", "")))
+            pos = result.next_offset
+            if result.up_to_date:
+                return result.closed, deltas
+
+    async def _generate(
+        self, gen: GenerationJob, job: Job, writer: _Writer, heartbeat: asyncio.Task[None]
+    ) -> str:
+        try:
+            prior = await self._prior(gen)
+        except StreamNotFound:
+            return "stream_gone"
+        skip = 0
+        if prior is not None:
+            terminated, deltas = prior
+            if terminated:
+                return "already_terminated"
+            provider = self._providers.get(gen.request.provider)
+            if provider is None or not getattr(provider, "deterministic", False):
+                await self._terminate(
+                    writer,
+                    ErrorEvent("worker_lost", "the worker generating this answer stopped"),
+                )
+                return "worker_lost"
+            skip = len(deltas)
+        provider = self._providers.get(gen.request.provider)
+        if provider is None:
+            await self._terminate(
+                writer,
+                ErrorEvent(
+                    "invalid_request", f"provider {gen.request.provider!r} is not configured"
+                ),
+            )
+            return "no_provider"
+        produce = asyncio.create_task(self._produce(gen, provider, writer, skip))
+        watch = asyncio.create_task(self._watch_cancel(gen))
+        done, _ = await asyncio.wait(
+            {produce, watch, heartbeat}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if produce not in done:
+            # Cancelled (stream closed by someone else), no reader, or lease lost: abort the
+            # provider call by cancelling the task that iterates it.
+            produce.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await produce
+            if watch in done and watch.result() == "no_reader":
+                with contextlib.suppress(_Fenced, LogError):
+                    await self._terminate(writer, Finish("cancelled"))
+                return "cancelled_no_reader"
+            if heartbeat in done:
+                return "fenced"
+            return "cancelled"
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watch
+        try:
+            return produce.result()
+        except _Fenced:
+            return "fenced"
+
+    async def _terminate(self, writer: _Writer, event: Event) -> None:
+        await writer.write([event], close=True)
+
+    async def _produce(
+        self, gen: GenerationJob, provider: Provider, writer: _Writer, skip: int
+    ) -> str:
+        s = self._settings
+        pending: list[Event] = []
+        wake = asyncio.Event()
+        finished: list[Event] = []
+
+        async def pump() -> None:
+            # Drains ``pending`` into the log: one append per batch, in order.
+            while True:
+                await wake.wait()
+                wake.clear()
+                while pending:
+                    batch = pending[: s.max_batch]
+                    del pending[: len(batch)]
+                    close = bool(finished) and not pending and batch[-1] is finished[0]
+                    await writer.write(batch, close=close)
+                if finished and writer.closed:
+                    return
+
+        appender = asyncio.create_task(pump())
+        sent = 0
+        try:
+            for attempt in range(s.retries + 1):
+                try:
+                    skipped = 0
+                    # aclosing: leaving the loop early must close the provider's HTTP
+                    # response now, not whenever the generator is garbage-collected.
+                    async with contextlib.aclosing(provider.stream(gen.request)) as events:
+                        async for ev in events:
+                            if appender.done():
+                                appender.result()  # re-raise a failed append
+                            if isinstance(ev, ContentDelta):
+                                if skipped < skip:
+                                    skipped += 1
+                                    continue
+                                sent += 1
+                                pending.append(ev)
+                                wake.set()
+                            else:
+                                finished.append(ev)
+                                break
+                        else:
+                            finished.append(
+                                ErrorEvent("provider_error", "the provider ended early")
+                            )
+                    break
+                except ProviderError as exc:
+                    if not exc.retryable or sent > 0 or attempt == s.retries:
+                        finished.append(exc.event())
+                        break
+                    delay = s.backoff * 2**attempt * (0.5 + random.random())  # noqa: S311
+                    log.info(
+                        "generation.retry",
+                        generation=gen.id,
+                        attempt=attempt + 1,
+                        kind=exc.kind,
+                        delay_s=round(delay, 3),
+                    )
+                    await asyncio.sleep(delay)
+            pending.append(finished[0])
+            wake.set()
+            await appender
+        finally:
+            if not appender.done():
+                appender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await appender
+        terminal = finished[0]
+        return (
+            "finished" if isinstance(terminal, Finish) else f"error:{getattr(terminal, 'kind', '')}"
+        )
+
+    async def _watch_cancel(self, gen: GenerationJob) -> str:
+        """Returns ``closed`` when someone else closes the stream, ``no_reader`` when nobody
+        has read it for the configured grace."""
+        grace = self._settings.cancel_without_reader
+        loop = asyncio.get_running_loop()
+        check_every = max(0.05, grace / 4) if grace > 0 else None
+        last_reader = loop.time()
+        async with self._log.hub.watch(gen.path) as w:
+            # A close may have landed before we started watching.
+            if (await self._log.info(gen.path)).closed:
+                return "closed"
+            while True:
+                if await w.wait(check_every):
+                    notices, overflow = w.drain()
+                    if (
+                        any(n.closed or n.deleted for n in notices)
+                        or overflow
+                        or any(n.resync for n in notices)
+                    ):
+                        try:
+                            if (await self._log.info(gen.path)).closed:
+                                return "closed"
+                        except StreamNotFound:
+                            return "closed"
+                if grace > 0:
+                    now = loop.time()
+                    if await self._queue.has_reader(gen.id):
+                        last_reader = now
+                    elif now - last_reader >= grace:
+                        return "no_reader"
