@@ -31,9 +31,9 @@ class RivuletProcess:
         return self.log_path.read_text(errors="replace")[-chars:]
 
 
-def _ready(url: str) -> bool:
+def _ready(url: str, path: str = "/readyz") -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=1) as resp:
+        with urllib.request.urlopen(f"{url}{path}", timeout=1) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
@@ -77,7 +77,12 @@ def rivulet_command(
     port = port or free_port()
     log_path = workdir / f"{name}-{port}.log"
     full_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("RIVULET_", "REDIS_URL"))},
+        # Hermetic: a developer's own keys or Redis must never leak into a test server.
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RIVULET_", "REDIS_URL", "OPENAI_", "ANTHROPIC_"))
+        },
         "RIVULET_HOST": "127.0.0.1",
         "RIVULET_PORT": str(port),
         "RIVULET_LOG_FORMAT": "json",

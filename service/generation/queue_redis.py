@@ -19,18 +19,23 @@ can slip in between the check and the reset). A released job is parked: handed t
 consumer ``~released`` with an idle time far beyond any lease, so the next claim reclaims it
 at once, again with the counter one higher.
 
-Connections: a queue uses exactly ``max_connections + 1`` Redis connections, however many
-workers claim through it. Commands share one blocking pool of ``max_connections`` (callers
-queue for a free connection; each is held for one round trip). The blocking ``XREADGROUP``
-gets ONE dedicated connection of its own, so a claim waiting for work never holds a pooled
-connection; concurrent claims of one queue take turns on it (one blocks in Redis, the others
-wait in-process, each within its own timeout).
+Connections: a queue opens at most ``max_connections + 1`` Redis connections, however many
+workers claim through it (a process's chunk log holds its own; see ``service.log.redis``).
+Commands share one blocking pool of ``max_connections`` (callers queue for a free connection;
+each is held for one round trip). The blocking ``XREADGROUP`` gets ONE dedicated connection,
+so a claim waiting for work never holds a pooled connection; concurrent claims of one queue
+take turns on it (one blocks in Redis, the others wait in-process, each within its timeout).
 
 A waiting claim doesn't poll: it blocks in XREADGROUP (woken by Redis the moment any replica
 adds a job) for at most the time until the earliest lease in the PEL can lapse, then runs the
 reclaim script once and blocks again.
 
-Redis 7.0 or later (XAUTOCLAIM's reply shape, frozen time inside scripts).
+A cancelled claim can leave a job delivered to its worker but never returned (the reply was
+in flight); that job lapses after one lease and is reclaimed with the next attempt number.
+Calls raise :class:`~service.log.base.BackendUnavailable` when Redis can't be reached; a
+heartbeat's caller must tell that apart from :class:`LeaseLost` (the lease may still hold).
+
+Needs Redis 7.0 or later (XAUTOCLAIM's reply shape, frozen time inside scripts).
 """
 
 from __future__ import annotations
@@ -203,7 +208,6 @@ class RedisJobQueue:
         if lease <= 0:
             raise ValueError("lease must be positive")
         self._url = url
-        self._lease = lease
         self._lease_ms = _ms(lease)
         self._socket_timeout = socket_timeout
         self._stream = f"{prefix}:jobs"
@@ -263,14 +267,15 @@ class RedisJobQueue:
 
     async def stop(self) -> None:
         # Consumers that hold no job are dead weight in the group (worker names are usually
-        # per process, so every deploy would add some); best effort, a later stop retries.
-        for worker in sorted(self._workers):
-            try:
+        # per process, so every deploy would add some). Best effort: stopping must not hang
+        # on an unreachable Redis, so the first failure ends the cleanup.
+        try:
+            for worker in sorted(self._workers):
                 await self._scripts["forget"](keys=[self._stream], args=[self._group, worker])
-            except Exception as exc:
-                if _unavailable(exc) is None and not isinstance(exc, rex.ResponseError):
-                    raise
-                _log.warning("queue.consumer_cleanup_failed", worker=worker, error=str(exc))
+        except Exception as exc:
+            if _unavailable(exc) is None and not isinstance(exc, rex.ResponseError):
+                raise
+            _log.warning("queue.consumer_cleanup_failed", error=str(exc))
         self._workers.clear()
         await self._reader.aclose()
         await self._reader_pool.disconnect()

@@ -254,7 +254,7 @@ class Worker:
             if terminated:
                 return "already_terminated"
             provider = self._providers.get(gen.request.provider)
-            if provider is None or not getattr(provider, "deterministic", False):
+            if provider is None or not provider.deterministic:
                 await self._terminate(
                     writer,
                     ErrorEvent("worker_lost", "the worker generating this answer stopped"),

@@ -52,6 +52,7 @@ class AnthropicProvider:
     """
 
     name = "anthropic"
+    deterministic = False
 
     def __init__(
         self,

@@ -37,6 +37,8 @@ class Provider(Protocol):
     """A streaming chat provider."""
 
     name: str
+    deterministic: bool
+    """Same request, same events: a successor worker may continue a half-written answer."""
 
     def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderEvent, None]:
         """Yield content deltas, then exactly one :class:`Finish`.

@@ -21,6 +21,8 @@ class FakeProvider:
     """Scripted, deterministic answers; ``fail_attempts`` is counted per instance."""
 
     name = "fake"
+    # Same request, same tokens: a successor can continue a half-written answer exactly.
+    deterministic = True
 
     def __init__(self) -> None:
         self._attempts = AttemptCounter()

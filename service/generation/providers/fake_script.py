@@ -48,6 +48,9 @@ Parameters
     ``stall_before_first`` (number 0-600, default 0)
         Seconds to wait before the first token, after the response has started (a slow
         time-to-first-token).
+    ``word_repeat`` (int 1-1000, default 1)
+        Each token's word is written this many times over (``"riverriver..."``): big tokens
+        for load and backpressure tests, same words otherwise.
 
     ``params["max_tokens"]`` (the request's ``max_tokens``) caps the length: when it cuts the
     answer the finish reason is ``length``, otherwise ``stop``. The Anthropic adapter always
@@ -139,6 +142,7 @@ class FakeOptions:
     fail_status: int | None = None
     fail_after: int | None = None
     stall_before_first: float = 0.0
+    word_repeat: int = 1
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> FakeOptions:
@@ -160,6 +164,7 @@ class FakeOptions:
             fail_status=None if fail_status is None else _int(raw, "fail_status", 0, 400, 599),
             fail_after=None if fail_after is None else _int(raw, "fail_after", 0, 0, _MAX_TOKENS),
             stall_before_first=_number(raw, "stall_before_first", 0.0, 0.0, _MAX_STALL),
+            word_repeat=_int(raw, "word_repeat", 1, 1, 1000),
         )
 
 
@@ -278,7 +283,7 @@ def plan(messages: Iterable[MessageLike], model: str, params: Mapping[str, Any])
     count = options.tokens if max_tokens is None else min(options.tokens, max_tokens)
     seed = _canonical({"messages": normalized, "model": model})
     return FakePlan(
-        tokens=_words(seed, count),
+        tokens=_words(seed, count, options.word_repeat),
         finish_reason="length" if count < options.tokens else "stop",
         input_tokens=input_token_count(normalized),
         options=options,
@@ -288,7 +293,7 @@ def plan(messages: Iterable[MessageLike], model: str, params: Mapping[str, Any])
     )
 
 
-def _words(seed: bytes, count: int) -> tuple[str, ...]:
+def _words(seed: bytes, count: int, repeat: int = 1) -> tuple[str, ...]:
     # Hash blocks instead of `random.Random`: its algorithms are not promised to stay the same
     # across Python versions, and the answer must not change when the interpreter does.
     out: list[str] = []
@@ -298,7 +303,7 @@ def _words(seed: bytes, count: int) -> tuple[str, ...]:
         for offset in range(0, len(digest), 2):
             if len(out) == count:
                 break
-            word = WORDS[int.from_bytes(digest[offset : offset + 2], "big") % len(WORDS)]
+            word = WORDS[int.from_bytes(digest[offset : offset + 2], "big") % len(WORDS)] * repeat
             out.append(word if not out else " " + word)
         block += 1
     return tuple(out)

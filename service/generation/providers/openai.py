@@ -40,6 +40,7 @@ class OpenAIProvider:
     """
 
     name = "openai"
+    deterministic = False
 
     def __init__(
         self,
