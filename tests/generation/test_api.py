@@ -206,3 +206,30 @@ async def test_demo_page_is_served(client) -> None:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     assert "EventSource" in r.text
+
+
+async def test_a_generation_nobody_reads_is_cancelled_after_the_grace() -> None:
+    settings = Settings(workers=1, cancel_without_reader=0.4, lease_seconds=2.0)
+    async with AsyncTestClient(create_app(settings)) as client:
+        gen = await _create(client, params={"fake": {"tokens": 1000, "rate": 50}})
+        path = _path(gen["stream_url"])
+        for _ in range(100):
+            head = await client.head(path)
+            if head.headers.get("stream-closed") == "true":
+                break
+            await asyncio.sleep(0.05)
+        events = (await client.get(path)).json()
+    assert events[-1] == {"type": "finish", "reason": "cancelled"}
+    assert sum(e["type"] == "content" for e in events) < 1000
+
+
+async def test_an_attached_reader_keeps_the_generation_alive() -> None:
+    settings = Settings(workers=1, cancel_without_reader=0.4, lease_seconds=2.0, sse_heartbeat=0.1)
+    async with AsyncTestClient(create_app(settings)) as client:
+        # 40 tokens at 40/s: ~1 s, more than twice the grace, all with a reader attached.
+        gen = await _create(client, params={"fake": {"tokens": 40, "rate": 40}})
+        r = await client.get(_path(gen["events_url"]))
+        events = [e["data"] for e in _parse_sse(r.text) if "data" in e]
+    assert events[-1]["type"] == "finish"
+    assert events[-1]["reason"] == "stop"
+    assert sum(e["type"] == "content" for e in events) == 40
