@@ -220,5 +220,6 @@ def test_a_worker_killed_mid_answer_leaves_exactly_one_terminal_event(
         assert data[-1]["error"]["type"] == terminal
     ids = [e["id"] for e in events]
     assert len(set(ids)) == len(ids)
-    # Lease 1.5 s, checked every 1 s by the successor's claim: well within 10 s.
-    assert took < 20
+    # Lease 1.5 s: the successor (started after the kill, ~1 s to boot) takes over once the
+    # lease lapses and the stream is complete a few seconds later.
+    assert took < 10
