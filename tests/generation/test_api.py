@@ -233,3 +233,25 @@ async def test_an_attached_reader_keeps_the_generation_alive() -> None:
     assert events[-1]["type"] == "finish"
     assert events[-1]["reason"] == "stop"
     assert sum(e["type"] == "content" for e in events) == 40
+
+
+async def test_a_reader_behind_retention_gets_an_explicit_gap_event() -> None:
+    settings = Settings(workers=1, retention_max_entries=3, cancel_without_reader=0)
+    async with AsyncTestClient(create_app(settings)) as client:
+        gen = await _create(client, params={"fake": {"tokens": 20, "rate": 0}})
+        path = _path(gen["stream_url"])
+        for _ in range(100):
+            if (await client.head(path)).headers.get("stream-closed") == "true":
+                break
+            await asyncio.sleep(0.05)
+        r = await client.get(_path(gen["events_url"]))
+        events = [e for e in _parse_sse(r.text) if "data" in e]
+        earliest = (await client.head(path)).headers["stream-next-offset"]
+    assert r.status_code == 200
+    assert len(events) == 1
+    gap = events[0]["data"]
+    assert gap["type"] == "error"
+    assert gap["error"]["type"] == "gap"
+    # The three newest entries are retained: the earliest offset is three entries before the end.
+    assert int(gap["error"]["earliest_offset"][:16]) == int(earliest[:16]) - 3
+    assert "id" not in events[0]
