@@ -8,26 +8,33 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request
+from litestar import Litestar, Request, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.response import Response
+from litestar.response.base import ASGIResponse
+from litestar.types import Scope
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api import EdgeMiddleware, health_handlers
 from service.api.demo import demo_handlers
 from service.api.generations import GenerationState, generation_handlers
 from service.generation.open import open_queue, worker_settings
 from service.generation.providers.registry import build_providers
+from service.generation.queue import JobQueue
 from service.generation.service import Generations
 from service.generation.worker import Worker
 from service.log import ChunkLog, LogError, open_log
+from service.log.instrumented import InstrumentedChunkLog
 from service.protocol import ProtocolState, stream_handlers
 from service.protocol import headers as h
 from service.protocol.errors import RawResponse, error_response, log_error_response
 from service.settings import Settings
-from service.telemetry import get_logger
+from service.telemetry import Telemetry, get_logger
 
 __all__ = ["create_app"]
 
@@ -69,25 +76,69 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Non
     return RawResponse(error_response(500, "INTERNAL", "internal error"))
 
 
-def create_app(settings: Settings | None = None, *, chunk_log: ChunkLog | None = None) -> Litestar:
+def _route_span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+    # The server span starts before routing, so it is named by method only (never by raw
+    # path: stream ids would explode cardinality); EdgeMiddleware renames it to the route
+    # template once the router has matched.
+    return str(scope.get("method", "HTTP")).upper(), {}
+
+
+def _metrics_handler(telemetry: Telemetry) -> Any:
+    @get("/metrics", name="metrics", include_in_schema=False)
+    async def metrics() -> ASGIResponse:
+        """Prometheus text exposition of every metric."""
+        return ASGIResponse(
+            body=generate_latest(telemetry.registry),
+            headers={"content-type": CONTENT_TYPE_LATEST, "cache-control": "no-store"},
+        )
+
+    return metrics
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    chunk_log: ChunkLog | None = None,
+    queue: JobQueue | None = None,
+    telemetry: Telemetry | None = None,
+) -> Litestar:
     """The ASGI application for ``settings`` (read from the environment when omitted)."""
     settings = settings or Settings.from_env()
-    chunk_log = chunk_log or open_log(settings)
-    queue = open_queue(settings)
+    telemetry = telemetry or Telemetry.from_settings(settings)
+    chunk_log = InstrumentedChunkLog(chunk_log or open_log(settings), telemetry.metrics)
+    queue = queue or open_queue(settings)
     providers = build_providers(
         openai_api_key=settings.openai_api_key,
         openai_base_url=settings.openai_base_url,
         anthropic_api_key=settings.anthropic_api_key,
         anthropic_base_url=settings.anthropic_base_url,
     )
-    state = ProtocolState(log=chunk_log, settings=settings)
+    state = ProtocolState(log=chunk_log, settings=settings, telemetry=telemetry)
     generations = Generations(chunk_log, queue, providers, settings.generation_ttl)
-    gen_state = GenerationState(generations, settings, state.draining)
+    gen_state = GenerationState(generations, settings, state.draining, telemetry)
     worker = (
-        Worker(chunk_log, queue, providers, worker_settings(settings))
+        Worker(chunk_log, queue, providers, worker_settings(settings), telemetry=telemetry)
         if settings.workers > 0
         else None
     )
+    if telemetry.tracing:
+        # One span per Redis command of the log and the queue (a script per log operation,
+        # never per chunk); arguments are sanitized to "EVALSHA ? ?" by the instrumentation.
+        for backend in (chunk_log, queue):
+            client = getattr(backend, "redis_client", None)
+            if client is not None:
+                RedisInstrumentor().instrument_client(
+                    client, tracer_provider=telemetry.tracer_provider
+                )
+    depth: list[int | None] = [None]
+    telemetry.metrics.observe_queue_depth(lambda: depth[0])
+
+    async def sample_depth() -> None:
+        # Sampled here, not at scrape time: a scrape must never wait on Redis.
+        while True:
+            with contextlib.suppress(LogError):
+                depth[0] = await queue.depth()
+            await asyncio.sleep(5)
 
     def begin_drain() -> None:
         # SIGTERM: live readers end now (and resume elsewhere), the worker stops claiming;
@@ -106,6 +157,7 @@ def create_app(settings: Settings | None = None, *, chunk_log: ChunkLog | None =
             log.error("app.start_failed", backend=settings.backend, error=str(exc))
             raise
         worker_task = asyncio.create_task(worker.run()) if worker is not None else None
+        sampler = asyncio.create_task(sample_depth())
         log.info(
             "app.started",
             backend=settings.backend,
@@ -118,6 +170,7 @@ def create_app(settings: Settings | None = None, *, chunk_log: ChunkLog | None =
             yield
         finally:
             begin_drain()
+            sampler.cancel()
             if worker is not None and worker_task is not None:
                 await worker.stop()
                 worker_task.cancel()
@@ -127,11 +180,28 @@ def create_app(settings: Settings | None = None, *, chunk_log: ChunkLog | None =
                 await provider.aclose()
             await queue.stop()
             await chunk_log.stop()
+            telemetry.shutdown()
             log.info("app.stopped")
 
+    plugins = []
+    if telemetry.tracing:
+        plugins.append(
+            OpenTelemetryPlugin(
+                OpenTelemetryConfig(
+                    tracer_provider=telemetry.tracer_provider,
+                    meter_provider=telemetry.meter_provider,
+                    scope_span_details_extractor=_route_span_details,
+                    # Per-message send/receive spans would be one span per SSE frame.
+                    exclude_spans=["receive", "send"],
+                    exclude=["/livez", "/readyz", "/metrics"],
+                )
+            )
+        )
     return Litestar(
+        plugins=plugins,
         route_handlers=[
             *health_handlers(),
+            _metrics_handler(telemetry),
             *demo_handlers(),
             *generation_handlers(),
             *stream_handlers(),

@@ -198,6 +198,47 @@ class Settings:
             "`retry:` sent to EventSource clients: how soon they reconnect after a drop.",
         ),
     )
+    otel_sdk_disabled: str = field(
+        default="",
+        metadata=_doc(
+            "OTEL_SDK_DISABLED", "`true` turns all OpenTelemetry off (metrics stay local)."
+        ),
+    )
+    otel_traces_exporter: str = field(
+        default="",
+        metadata=_doc(
+            "OTEL_TRACES_EXPORTER",
+            "`otlp` or `console` turns tracing on; `none` (or unset, without an endpoint) "
+            "keeps it off.",
+        ),
+    )
+    otel_exporter_otlp_endpoint: str = field(
+        default="",
+        metadata=_doc(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTLP/HTTP collector base URL (e.g. `http://otel-collector:4318`); turns tracing "
+            "on. The exporter reads the other standard `OTEL_EXPORTER_OTLP_*` variables itself.",
+        ),
+    )
+    otel_exporter_otlp_traces_endpoint: str = field(
+        default="",
+        metadata=_doc("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "Traces-only OTLP endpoint."),
+    )
+    otel_metrics_exporter: str = field(
+        default="",
+        metadata=_doc(
+            "OTEL_METRICS_EXPORTER",
+            "`otlp` also pushes metrics over OTLP (they are always served at `/metrics`).",
+        ),
+    )
+    trace_content: bool = field(
+        default=False,
+        metadata=_doc(
+            "RIVULET_TRACE_CONTENT",
+            "`true` records prompts and completions on provider spans. Off by default: they "
+            "may hold personal data.",
+        ),
+    )
     shutdown_grace: float = field(
         default=10.0,
         metadata=_doc(
@@ -217,6 +258,29 @@ class Settings:
         if self.anthropic_api_key:
             return "anthropic"
         return "fake"
+
+    @property
+    def tracing_exporter(self) -> Literal["otlp", "console"] | None:
+        """Which span exporter the ``OTEL_*`` variables ask for (``None``: tracing off)."""
+        if self.otel_sdk_disabled.lower() == "true":
+            return None
+        exporter = self.otel_traces_exporter.lower()
+        if exporter == "none":
+            return None
+        if exporter == "console":
+            return "console"
+        if exporter == "otlp" or self.otel_exporter_otlp_endpoint:
+            return "otlp"
+        if self.otel_exporter_otlp_traces_endpoint:
+            return "otlp"
+        return None
+
+    @property
+    def metrics_otlp(self) -> bool:
+        """Whether metrics are also pushed over OTLP."""
+        if self.otel_sdk_disabled.lower() == "true":
+            return False
+        return self.otel_metrics_exporter.lower() == "otlp"
 
     @property
     def backend(self) -> Literal["memory", "redis"]:
@@ -265,6 +329,8 @@ class Settings:
                 raise SettingsError(f"{name} must be positive, got {value}")
         if self.retention_max_entries < 0:
             raise SettingsError("RIVULET_RETENTION_MAX_ENTRIES must be >= 0")
+        if self.otel_traces_exporter.lower() not in ("", "otlp", "console", "none"):
+            raise SettingsError("OTEL_TRACES_EXPORTER must be otlp, console or none")
         if self.default_provider not in ("", "fake", "openai", "anthropic"):
             raise SettingsError("RIVULET_DEFAULT_PROVIDER must be fake, openai or anthropic")
         if self.default_provider == "openai" and not self.openai_api_key:
@@ -307,6 +373,12 @@ def _parse(name: str, type_: object, raw: str) -> object:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if kind == "LogFormat":
         return raw.lower()
+    if kind == "bool":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
     return raw
 
 

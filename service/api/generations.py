@@ -19,6 +19,7 @@ from litestar.response.streaming import ASGIStreamingResponse
 
 from service.delivery import LiveSession
 from service.delivery.eventsource import event_frames, gap_frame
+from service.delivery.recorder import DeliveryRecorder
 from service.generation.jobs import (
     InvalidGeneration,
     parse_generation_request,
@@ -39,6 +40,7 @@ from service.log import (
 )
 from service.protocol.errors import error_response, log_error_response
 from service.settings import Settings
+from service.telemetry import Telemetry, current_carrier
 
 __all__ = ["GenerationState", "generation_handlers"]
 
@@ -56,6 +58,7 @@ class GenerationState:
     generations: Generations
     settings: Settings
     draining: asyncio.Event
+    telemetry: Telemetry
 
 
 def _st(request: Request[Any, Any, Any]) -> GenerationState:
@@ -95,7 +98,8 @@ async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
             default_provider=st.settings.provider_for_default,
             providers=list(st.generations.providers),
         )
-        gen_id, created = await st.generations.create(gen_request, key)
+        # The job carries this request's trace context to whichever worker runs it.
+        gen_id, created = await st.generations.create(gen_request, key, current_carrier())
     except InvalidGeneration as exc:
         return error_response(400, "INVALID_GENERATION", str(exc))
     except LogError as exc:
@@ -167,6 +171,8 @@ async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
 
     if grace > 0:
         await alive()
+    recorder = DeliveryRecorder(st.telemetry, gens.log, stream_path(gen_id), start, "eventsource")
+    await recorder.begin()
     return ASGIStreamingResponse(
         iterator=event_frames(
             session,
@@ -175,6 +181,7 @@ async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
             retry_ms=settings.sse_retry_ms,
             on_alive=alive if grace > 0 else None,
             alive_every=presence_ttl / 3,
+            recorder=recorder,
         ),
         headers=_SSE_HEADERS,
     )

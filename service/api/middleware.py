@@ -1,4 +1,4 @@
-"""One ASGI middleware for what every response needs: browser security headers and an access log.
+"""One ASGI middleware for what every response needs: security headers, access log, span name.
 
 Security headers go on *every* response, errors and streams included (protocol §10.7), so they
 are added at the ``http.response.start`` message rather than per handler. The access log never
@@ -7,8 +7,12 @@ records query strings: they may carry read tokens.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+from opentelemetry.semconv.attributes.http_attributes import HTTP_ROUTE
 
 from service.telemetry import get_logger
 
@@ -24,6 +28,9 @@ _SECURITY_HEADERS = (
 
 access = get_logger("service.access")
 
+# Litestar templates carry converters ("{gen_id:str}"); span names and http.route use "{gen_id}".
+_TYPED_PARAM = re.compile(r"\{(\w+):\w+\}")
+
 
 class EdgeMiddleware:
     """Adds security headers and logs one ``http.request`` line per finished request."""
@@ -37,6 +44,12 @@ class EdgeMiddleware:
             return
         started = time.perf_counter()
         status = 0
+        span = trace.get_current_span()
+        if span.is_recording():
+            template = _TYPED_PARAM.sub(r"{\1}", str(scope.get("path_template", "")))
+            if template:
+                span.update_name(f"{scope.get('method', '')} {template}")
+                span.set_attribute(HTTP_ROUTE, template)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status

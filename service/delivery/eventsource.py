@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from litestar.response.sse import ServerSentEventMessage
 
 from service.delivery.live import EndReason, Heartbeat, LiveSession
+from service.delivery.recorder import DeliveryRecorder
 from service.log import Offset, ReadResult
 
 __all__ = ["event_frames", "gap_frame"]
@@ -58,18 +59,22 @@ async def event_frames(
     retry_ms: int,
     on_alive: Callable[[], Awaitable[None]] | None = None,
     alive_every: float = 10.0,
+    recorder: DeliveryRecorder | None = None,
 ) -> AsyncIterator[bytes]:
     """The bytes of one EventSource response, starting from an already-read first batch."""
     loop = asyncio.get_running_loop()
     last_alive = loop.time()
-    yield ServerSentEventMessage(data=None, retry=retry_ms, comment="rivulet").encode()
     item: ReadResult | Heartbeat | None = first
     try:
+        yield ServerSentEventMessage(data=None, retry=retry_ms, comment="rivulet").encode()
         while item is not None:
             if isinstance(item, Heartbeat):
                 yield ServerSentEventMessage(data=None, comment="keep-alive").encode()
             elif item.chunks:
-                yield _batch(item)
+                frame = _batch(item)
+                yield frame
+                if recorder is not None:
+                    recorder.sent(item, len(frame))
             if on_alive is not None and loop.time() - last_alive >= alive_every:
                 last_alive = loop.time()
                 await on_alive()
@@ -80,5 +85,9 @@ async def event_frames(
             yield ServerSentEventMessage(
                 data=None, retry=_SHUTDOWN_RETRY_MS, comment="draining"
             ).encode()
+        if recorder is not None:
+            await recorder.relink()
     finally:
+        if recorder is not None:
+            recorder.end(session.end_reason, session.position)
         await events.aclose()

@@ -247,6 +247,12 @@ class RedisJobQueue:
 
     # -- lifecycle
 
+    @property
+    def redis_client(self) -> Redis:
+        """The command client (for instrumentation); the blocking claim client is left out so
+        an idle worker's one-second claims don't become a span each."""
+        return self._redis
+
     async def start(self) -> None:
         where = _redact(self._url)
         try:

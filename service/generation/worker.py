@@ -30,8 +30,11 @@ import functools
 import os
 import random
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from opentelemetry import trace
 
 from service.generation.events import (
     ContentDelta,
@@ -55,7 +58,14 @@ from service.log import (
     StreamClosed,
     StreamNotFound,
 )
-from service.telemetry import get_logger
+from service.telemetry import (
+    TRACE_ANNOTATION,
+    GenAICall,
+    Telemetry,
+    extract,
+    get_logger,
+    traceparent_of,
+)
 
 __all__ = ["Worker", "WorkerSettings"]
 
@@ -123,7 +133,9 @@ class Worker:
         providers: Mapping[str, Provider],
         settings: WorkerSettings,
         name: str | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        self._telemetry = telemetry or Telemetry.create()
         self._log = chunk_log
         self._queue = queue
         self._providers = providers
@@ -191,27 +203,62 @@ class Worker:
             log.error("worker.bad_job", job=job.id, error=str(exc))
             await self._queue.ack(job)
             return
-        bound = log.bind(generation=gen.id, attempt=job.attempt, worker=self.name)
-        writer = _Writer(self._log, gen.path, gen.id, job.attempt - 1)
-        heartbeat = asyncio.create_task(self._heartbeat(job))
-        try:
-            outcome = await self._generate(gen, job, writer, heartbeat)
-        except asyncio.CancelledError:
-            # Shutdown: hand the job back so another worker takes it over at once.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._queue.release(job))
-            bound.info("generation.released")
-            raise
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await heartbeat
-        if outcome == "fenced":
-            bound.info("generation.fenced")
-            return
-        with contextlib.suppress(LeaseLost, LogError):
-            await self._queue.ack(job)
-        bound.info("generation.done", outcome=outcome)
+        telemetry = self._telemetry
+        request = gen.request
+        # A child of the POST /v1/generations span, whichever replica took that request.
+        span = telemetry.tracer.start_span(
+            "rivulet.generation",
+            context=extract(gen.trace),
+            attributes={
+                "rivulet.generation.id": gen.id,
+                "rivulet.job.attempt": job.attempt,
+                "rivulet.worker": self.name,
+                "gen_ai.provider.name": request.provider,
+                "gen_ai.request.model": request.model,
+            },
+        )
+        started = time.perf_counter()
+        outcome = "released"
+        with trace.use_span(span, end_on_exit=False):
+            bound = log.bind(generation=gen.id, attempt=job.attempt, worker=self.name)
+            if job.attempt > 1:
+                telemetry.metrics.reclaimed.add(1)
+                bound.info("worker.lease_reclaimed")
+            bound.info("generation.started", provider=request.provider, model=request.model)
+            traceparent = traceparent_of(span)
+            if traceparent is not None:
+                # Every reader's delivery span links to this one, on any replica.
+                with contextlib.suppress(LogError, ValueError):
+                    await self._log.annotate(gen.path, TRACE_ANNOTATION, traceparent)
+            writer = _Writer(self._log, gen.path, gen.id, job.attempt - 1)
+            heartbeat = asyncio.create_task(self._heartbeat(job))
+            try:
+                outcome = await self._generate(gen, job, writer, heartbeat)
+            except asyncio.CancelledError:
+                # Shutdown: hand the job back so another worker takes it over at once.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._queue.release(job))
+                bound.info("generation.released")
+                raise
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await heartbeat
+                span.set_attribute("rivulet.generation.outcome", outcome)
+                span.end()
+                attrs = {
+                    "gen_ai.provider.name": request.provider,
+                    "gen_ai.request.model": request.model,
+                    "rivulet.generation.outcome": outcome,
+                }
+                telemetry.metrics.generations.add(1, attrs)
+                telemetry.metrics.generation_duration.record(time.perf_counter() - started, attrs)
+            if outcome == "fenced":
+                bound.info("generation.fenced")
+                return
+            with contextlib.suppress(LeaseLost, LogError):
+                await self._queue.ack(job)
+            bound.info("generation.done", outcome=outcome)
 
     async def _heartbeat(self, job: Job) -> None:
         interval = self._settings.lease / 3
@@ -322,6 +369,17 @@ class Worker:
 
         appender = asyncio.create_task(pump())
         sent = 0
+        request = gen.request
+        call = GenAICall(
+            self._telemetry.tracer,
+            self._telemetry.metrics,
+            provider=request.provider,
+            model=request.model,
+            params=request.params,
+            messages=[(m.role, m.content) for m in request.messages],
+            record_content=self._telemetry.record_content,
+        )
+        ended = False
         try:
             for attempt in range(s.retries + 1):
                 try:
@@ -333,6 +391,7 @@ class Worker:
                             if appender.done():
                                 appender.result()  # re-raise a failed append
                             if isinstance(ev, ContentDelta):
+                                call.chunk(ev.delta)
                                 if skipped < skip:
                                     skipped += 1
                                     continue
@@ -352,6 +411,7 @@ class Worker:
                         finished.append(exc.event())
                         break
                     delay = s.backoff * 2**attempt * (0.5 + random.random())  # noqa: S311
+                    call.retry(attempt + 1, exc.kind, round(delay, 3))
                     log.info(
                         "generation.retry",
                         generation=gen.id,
@@ -360,10 +420,24 @@ class Worker:
                         delay_s=round(delay, 3),
                     )
                     await asyncio.sleep(delay)
-            pending.append(finished[0])
+            terminal = finished[0]
+            if isinstance(terminal, Finish):
+                call.finish(
+                    terminal.reason,
+                    response_id=terminal.response_id,
+                    response_model=terminal.response_model,
+                    input_tokens=terminal.usage.input_tokens if terminal.usage else None,
+                    output_tokens=terminal.usage.output_tokens if terminal.usage else None,
+                )
+            elif isinstance(terminal, ErrorEvent):
+                call.fail(terminal.kind, terminal.message)
+            ended = True
+            pending.append(terminal)
             wake.set()
             await appender
         finally:
+            if not ended:
+                call.fail("cancelled", "the provider call was cancelled")
             if not appender.done():
                 appender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -5,6 +5,12 @@ identified by a path. Every rule of the Durable Streams write path that must hol
 (content type, closure, ``Stream-Seq``, idempotent producers, sliding TTL) is enforced *inside*
 the backend, in one step per append, because only there can it be atomic across replicas.
 The HTTP layer parses and validates syntax; it never decides a write's fate.
+
+A stream may also carry *annotations*: small string attributes (names ``[a-z0-9_.-]{1,64}``,
+values of at most 1024 characters) stored with the stream and gone with it (delete, expiry,
+recreation). Setting or reading one renews no TTL, and a fork does not inherit them. Their use:
+the generation writing a stream stores its trace context there, so every reader's delivery
+span can link to the span that produced the data.
 """
 
 from __future__ import annotations
@@ -99,6 +105,12 @@ class Chunk:
 
     data: bytes
     end: Offset
+    appended_ms: int = 0
+    """Server time (ms since the epoch) the entry was appended; 0 when it predates the field.
+
+    Every entry of one append shares it; a fork's inherited entries keep their source's, and
+    the bytes a binary sub-offset fork copies into its first entry carry the fork's time.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,3 +270,10 @@ class ChunkLog(Protocol):
 
     async def delete(self, path: str) -> None:
         """Delete the stream (its data stays readable through existing forks)."""
+
+    async def annotate(self, path: str, name: str, value: str) -> None:
+        """Set a small string attribute on the stream (e.g. its writer's trace context)."""
+
+    async def annotation(self, path: str, name: str) -> str | None:
+        """A stream attribute set by :meth:`annotate`, ``None`` if unset; renews nothing."""
+        ...

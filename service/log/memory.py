@@ -35,7 +35,13 @@ from service.log.base import (
 )
 from service.log.hub import LiveHub, Notice
 from service.log.offsets import ZERO, Offset
-from service.log.rules import check_producer, content_types_match, media_type, same_config
+from service.log.rules import (
+    check_annotation,
+    check_producer,
+    content_types_match,
+    media_type,
+    same_config,
+)
 
 __all__ = ["MemoryChunkLog"]
 
@@ -60,6 +66,8 @@ class _Stream:
     start: Offset = ZERO
     entries: list[bytes] = field(default_factory=list)
     ends: list[Offset] = field(default_factory=list)
+    # When each entry was appended (ms since the epoch); every entry of one append shares it.
+    times: list[int] = field(default_factory=list)
     # Entries left in the append each entry came in, itself included: a JSON sub-offset may
     # reach into one batch, never past it.
     batch_left: list[int] = field(default_factory=list)
@@ -70,6 +78,7 @@ class _Stream:
     producers: dict[str, tuple[int, int]] = field(default_factory=dict)
     refs: int = 0
     deleted: bool = False
+    annotations: dict[str, str] = field(default_factory=dict)
 
     def info(self) -> StreamInfo:
         return StreamInfo(
@@ -99,16 +108,17 @@ class _Stream:
                 break
             if out and size + len(self.entries[i]) > max_bytes:
                 break
-            out.append(Chunk(self.entries[i], end))
+            out.append(Chunk(self.entries[i], end, self.times[i]))
             size += len(self.entries[i])
         return out
 
-    def add(self, items: Sequence[bytes]) -> Offset:
+    def add(self, items: Sequence[bytes], now: int) -> Offset:
         start = self.tail
         for i, item in enumerate(items):
             self.tail = self.tail.advance(len(item))
             self.entries.append(item)
             self.ends.append(self.tail)
+            self.times.append(now)
             self.batch_left.append(len(items) - i)
         return start
 
@@ -143,6 +153,7 @@ class _Stream:
         self.start = self.ends[k - 1]
         del self.entries[:k]
         del self.ends[:k]
+        del self.times[:k]
         del self.batch_left[:k]
         self.first = floor
 
@@ -288,8 +299,9 @@ class MemoryChunkLog:
         self._extend(s)
         if source is not None:
             source.refs += 1
-        s.add(prefix)
-        s.add(initial)
+        # The copied sub-offset prefix is a new entry: it carries the copy's time.
+        s.add(prefix, now)
+        s.add(initial, now)
         s.closed = config.closed
         self._streams[path] = s
         return s.info(), True
@@ -339,13 +351,14 @@ class MemoryChunkLog:
             s.last_seq = stream_seq
         if new_state is not None and producer is not None:
             s.producers[producer.id] = new_state
-        start = s.add(items)
+        now = _now_ms()
+        start = s.add(items, now)
         if close:
             s.closed = True
             s.closed_by = producer
         self._extend(s)
         ends = s.ends[len(s.ends) - len(items) :]
-        chunks = tuple(Chunk(d, e) for d, e in zip(items, ends, strict=True))
+        chunks = tuple(Chunk(d, e, now) for d, e in zip(items, ends, strict=True))
         self._hub.publish(path, Notice(start, s.tail, s.closed, chunks))
         # After the notice: readers at the tail still get everything that was appended.
         s.trim(self._retention)
@@ -383,6 +396,14 @@ class MemoryChunkLog:
 
     async def delete(self, path: str) -> None:
         self._remove(self._live(path))
+
+    async def annotate(self, path: str, name: str, value: str) -> None:
+        check_annotation(name, value)
+        self._live(path).annotations[name] = value
+
+    async def annotation(self, path: str, name: str) -> str | None:
+        check_annotation(name)
+        return self._live(path).annotations.get(name)
 
 
 def _inherited_end(s: _Stream, index: int) -> Offset:

@@ -14,13 +14,23 @@ touches one slot only:
 - ``<prefix>:s:{<tag>}:m``  hash: metadata (fields in ``lua/common.lua``), among them the
   retention fields ``fs`` (own entries are numbered ``fs+1, fs+2, ...``) and ``se``/``sb`` (the
   earliest readable offset); a stream without them has ``fs`` = its fork base entries and
-  ``se``/``sb`` = 0/0
+  ``se``/``sb`` = 0/0. Fields ``a:<name>`` hold the stream's annotations (``lua/annotate.lua``),
+  so they vanish with the stream's metadata.
 - ``<prefix>:s:{<tag>}:e``  stream: entry n (1-based) has id ``<n>-0`` and fields ``d`` (data),
-  ``b`` (payload bytes up to and including it) and ``k`` (entries left in its append); with
-  retention on, the oldest own entries are trimmed (``XTRIM MINID``)
+  ``b`` (payload bytes up to and including it), ``k`` (entries left in its append) and ``t``
+  (Redis server time in ms when it was written: the append's, or for a fork's copied sub-offset
+  prefix the fork's; entries written before ``t`` existed read as 0); with retention on, the
+  oldest own entries are trimmed (``XTRIM MINID``)
 - ``<prefix>:s:{<tag>}:p``  hash: producer id -> ``epoch:seq``
 - ``<prefix>:s:{<tag>}:f``  hash: fork path -> fork gen; its length is the reference count
 - ``<prefix>:n:{<tag>}``    pub/sub channel of the stream's live-tail notices
+
+Notice payload (``notify`` in ``lua/common.lua``, decoded by :func:`_decode_notice`): a msgpack
+array ``[start_e, start_b, tail_e, tail_b, closed, kind, appended_ms, data...]``, all ints but
+the data (msgpack bin, one per entry appended, left out when the append is too big). ``kind`` 0
+is an append, 1 a delete; ``appended_ms`` is the ``t`` every entry of the append was stored with
+(0 in a delete notice). A notice without ``appended_ms`` (six ints, then data: the format before
+it) still decodes, its chunks with time 0.
 
 Every mutation of one stream is one Lua script (``lua/*.lua``, each prefixed by
 ``lua/common.lua``). Forks live in other slots, so fork creation and cascading deletion are
@@ -84,7 +94,7 @@ from service.log.base import (
 )
 from service.log.hub import RESYNC, LiveHub, Notice
 from service.log.offsets import ZERO, Offset
-from service.log.rules import media_type, same_config
+from service.log.rules import check_annotation, media_type, same_config
 from service.telemetry import get_logger
 
 __all__ = ["RedisChunkLog", "RedisHub"]
@@ -99,7 +109,17 @@ _ORPHAN_AGE_MS: Final = 60_000
 # (both rare, and the orphan age makes them slow anyway): scan it every few passes.
 _GONE_EVERY: Final = 10
 _JSON: Final = "application/json"
-_SCRIPTS: Final = ("append", "create", "delete", "fork", "info", "range", "read", "release")
+_SCRIPTS: Final = (
+    "annotate",
+    "append",
+    "create",
+    "delete",
+    "fork",
+    "info",
+    "range",
+    "read",
+    "release",
+)
 # Replies that mean "Redis can't serve this right now", not "this request is wrong".
 _TRANSIENT_REPLIES: Final = (
     "OOM",
@@ -180,10 +200,10 @@ def _info(path: str, f: Sequence[Any]) -> StreamInfo:
 
 
 def _chunks(flat: Sequence[Any]) -> list[Chunk]:
-    """Chunks from the scripts' flat (n, end bytes, data) triples."""
+    """Chunks from the scripts' flat (n, end bytes, data, appended ms) quadruples."""
     return [
-        Chunk(bytes(flat[i + 2]), Offset(int(flat[i]), int(flat[i + 1])))
-        for i in range(0, len(flat), 3)
+        Chunk(bytes(flat[i + 2]), Offset(int(flat[i]), int(flat[i + 1])), int(flat[i + 3]))
+        for i in range(0, len(flat), 4)
     ]
 
 
@@ -246,7 +266,7 @@ _NOTICE_DECODER: Final = msgspec.msgpack.Decoder(list[int | bytes])
 
 
 def _decode_notice(payload: bytes) -> Notice:
-    """Decode a notice the scripts publish (see ``notify`` in ``lua/common.lua``)."""
+    """Decode a notice the scripts publish (format in the module docstring)."""
     fields = _NOTICE_DECODER.decode(payload)
     head = fields[:6]
     if len(head) != 6 or not all(isinstance(x, int) for x in head):
@@ -255,14 +275,18 @@ def _decode_notice(payload: bytes) -> Notice:
     start, tail = Offset(start_e, start_b), Offset(tail_e, tail_b)
     if kind == 1:
         return Notice(start, tail, bool(closed), deleted=True)
+    # The append time follows the header; a notice of the earlier format has none.
+    appended_ms = 0
     data = fields[6:]
+    if data and isinstance(data[0], int):
+        appended_ms, data = data[0], data[1:]
     if len(data) != tail_e - start_e or not all(isinstance(d, bytes) for d in data):
         return Notice(start, tail, bool(closed))  # payload left out: readers re-read
     chunks: list[Chunk] = []
     end = start
     for item in cast("list[bytes]", data):
         end = end.advance(len(item))
-        chunks.append(Chunk(item, end))
+        chunks.append(Chunk(item, end, appended_ms))
     return Notice(start, tail, bool(closed), tuple(chunks))
 
 
@@ -571,6 +595,11 @@ class RedisChunkLog:
         self._sweeper: asyncio.Task[None] | None = None
         self._passes = 0
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def redis_client(self) -> Redis:
+        """The command client (for instrumentation: one span per script call)."""
+        return self._redis
 
     @property
     def hub(self) -> LiveHub:
@@ -1100,6 +1129,23 @@ class RedisChunkLog:
         await self._settle(path, reply[1])
         if reply[0] != b"OK":
             raise self._error(path, reply)
+
+    # -- annotations (lua/annotate.lua: meta hash fields ``a:<name>``)
+
+    async def annotate(self, path: str, name: str, value: str) -> None:
+        check_annotation(name, value)
+        reply = await self._eval("annotate", self._keys(path), ["set", name, value])
+        await self._settle(path, reply[1])
+        if reply[0] != b"OK":
+            raise self._error(path, reply)
+
+    async def annotation(self, path: str, name: str) -> str | None:
+        check_annotation(name)
+        reply = await self._eval("annotate", self._keys(path), ["get", name, ""], retry=True)
+        await self._settle(path, reply[1])
+        if reply[0] != b"OK":
+            raise self._error(path, reply)
+        return None if reply[2] is None else bytes(reply[2]).decode("utf-8")
 
     # -- the sweeper
 

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Final
 
 from service.log.base import Producer, StreamConfig
 
-__all__ = ["ProducerVerdict", "check_producer", "content_types_match", "media_type", "same_config"]
+__all__ = [
+    "ANNOTATION_MAX_CHARS",
+    "ProducerVerdict",
+    "check_annotation",
+    "check_producer",
+    "content_types_match",
+    "media_type",
+    "same_config",
+]
+
+ANNOTATION_MAX_CHARS: Final = 1024
+"""The longest annotation value, in characters."""
+
+_ANNOTATION_NAME: Final = re.compile(r"[a-z0-9_.-]{1,64}")
 
 
 def media_type(content_type: str) -> str:
@@ -63,3 +78,20 @@ def check_producer(state: tuple[int, int] | None, claim: Producer) -> ProducerVe
     if claim.seq == last + 1:
         return ProducerVerdict()
     return ProducerVerdict(gap=(last + 1, claim.seq))
+
+
+def check_annotation(name: str, value: str | None = None) -> None:
+    """Raise ``ValueError`` unless ``name`` (and ``value``, when given) may be stored."""
+    if not isinstance(name, str) or _ANNOTATION_NAME.fullmatch(name) is None:
+        raise ValueError(f"annotation name must match [a-z0-9_.-]{{1,64}}: {repr(name)[:80]}")
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ValueError("annotation value must be a string")
+    if len(value) > ANNOTATION_MAX_CHARS:
+        raise ValueError(f"annotation value is longer than {ANNOTATION_MAX_CHARS} characters")
+    # Stored as UTF-8 by the Redis backend: reject what can't be (lone surrogates) everywhere.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("annotation value is not encodable as UTF-8") from None

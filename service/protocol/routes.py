@@ -23,6 +23,7 @@ from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
 from service.delivery import EndReason, Heartbeat, LiveSession
+from service.delivery.recorder import DeliveryRecorder
 from service.log import (
     ZERO,
     ChunkLog,
@@ -40,7 +41,7 @@ from service.protocol.cursor import next_cursor
 from service.protocol.errors import RawResponse as _Raw
 from service.protocol.errors import error_response, log_error_response
 from service.settings import Settings
-from service.telemetry import get_logger
+from service.telemetry import Telemetry, get_logger
 
 __all__ = ["STREAM_ROOT", "ProtocolState", "stream_handlers"]
 
@@ -59,6 +60,7 @@ class ProtocolState:
 
     log: ChunkLog
     settings: Settings
+    telemetry: Telemetry
     draining: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -408,6 +410,8 @@ async def _sse(
     # The first batch is read before answering, so a missing stream or an offset behind
     # retention is a plain 404/410 rather than a 200 that ends at once.
     first = await anext(events)
+    recorder = DeliveryRecorder(st.telemetry, st.log, name, start, "durable-streams")
+    await recorder.begin()
     kind = _kind(first.content_type) if isinstance(first, ReadResult) else "binary"
     out = {
         "content-type": "text/event-stream",
@@ -418,7 +422,7 @@ async def _sse(
     if kind == "binary":
         out[h.SSE_ENCODING] = "base64"
     return ASGIStreamingResponse(
-        iterator=_sse_frames(session, first, events, kind, cursor), headers=out
+        iterator=_sse_frames(session, first, events, kind, cursor, recorder), headers=out
     )
 
 
@@ -428,6 +432,7 @@ async def _sse_frames(
     events: AsyncGenerator[ReadResult | Heartbeat, None],
     kind: Kind,
     cursor: str | None,
+    recorder: DeliveryRecorder,
 ) -> AsyncIterator[str]:
     item: ReadResult | Heartbeat | None = first
     try:
@@ -446,8 +451,11 @@ async def _sse_frames(
                     closed=item.at_end,
                 )
                 yield frame
+                recorder.sent(item, len(frame))
             item = await anext(events, None)
+        await recorder.relink()
     finally:
+        recorder.end(session.end_reason, session.position)
         await events.aclose()
         if session.end_reason in (EndReason.BACKEND_ERROR, EndReason.GAP):
             log.warning(

@@ -11,8 +11,18 @@ import sys
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["add_trace_ids", "configure_logging", "get_logger"]
+
+
+def add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Put the active span's ``trace_id``/``span_id`` on the line, to jump from log to trace."""
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event.setdefault("trace_id", f"{ctx.trace_id:032x}")
+        event.setdefault("span_id", f"{ctx.span_id:016x}")
+    return event
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
@@ -20,6 +30,7 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -78,7 +78,7 @@ if has_producer then
 end
 
 local start_e, start_b = tonumber(m.te), tonumber(m.tb)
-local te, tb = add(start_e, start_b, FIRST, #ARGV)
+local te, tb = add(start_e, start_b, FIRST, #ARGV, now)
 if count > 0 then
   stamp(E, m)
 end
@@ -95,7 +95,7 @@ if tb - start_b <= tonumber(ARGV[11]) then
     items[#items + 1] = ARGV[i]
   end
 end
-notify(start_e, start_b, te, tb, tonumber(m.closed), 0, items)
+notify(start_e, start_b, te, tb, tonumber(m.closed), 0, now, items)
 -- After the notice: readers at the tail still get everything that was appended.
 trim(m, tonumber(ARGV[12]))
 return {'OK', eff, m.te, m.tb, m.closed}

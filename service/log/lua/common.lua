@@ -18,7 +18,8 @@
 -- del ('1' when soft-deleted), src/srcgen/anc (fork source, its gen, the ancestor chain),
 -- fs (retention: own entries are numbered fs+1, fs+2, ...; fs starts at be and moves up as the
 -- oldest are trimmed) and se/sb (the earliest readable offset). A stream written before these
--- existed has none of them: fs = be, se/sb = 0/0 (see first_of and start_of).
+-- existed has none of them: fs = be, se/sb = 0/0 (see first_of and start_of). Fields named
+-- a:<name> are the stream's annotations (annotate.lua); no other field starts with 'a:'.
 
 local M, E, P, F = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local GRACE = tonumber(ARGV[2])
@@ -70,12 +71,14 @@ local function mp_bin(s)
   return string.char(0xc6) .. struct.pack('>I4', n) .. s
 end
 
--- The live-tail notice: [start_e, start_b, tail_e, tail_b, closed, kind, data...]; kind 0 is an
--- append, 1 a delete. Data is left out by the caller when it is too big to fan out.
-local function notify(start_e, start_b, tail_e, tail_b, closed, kind, items)
+-- The live-tail notice: [start_e, start_b, tail_e, tail_b, closed, kind, appended_ms, data...];
+-- kind 0 is an append, 1 a delete. appended_ms is the server time every entry of the append
+-- was stored with (its 't' field; 0 in a delete notice). Data is left out by the caller when
+-- it is too big to fan out.
+local function notify(start_e, start_b, tail_e, tail_b, closed, kind, appended_ms, items)
   local parts = {
-    mp_array(6 + #items),
-    cmsgpack.pack(start_e, start_b, tail_e, tail_b, closed, kind),
+    mp_array(7 + #items),
+    cmsgpack.pack(start_e, start_b, tail_e, tail_b, closed, kind, appended_ms),
   }
   for i = 1, #items do
     parts[#parts + 1] = mp_bin(items[i])
@@ -128,7 +131,7 @@ end
 local function remove(m)
   if m.del ~= '1' then
     local te, tb = tonumber(m.te), tonumber(m.tb)
-    notify(te, tb, te, tb, tonumber(m.closed), 1, {})
+    notify(te, tb, te, tb, tonumber(m.closed), 1, 0, {})
   end
   if redis.call('HLEN', F) > 0 then
     redis.call('HSET', M, 'del', '1')
@@ -167,13 +170,15 @@ local function entry(key, n)
   return f[2], tonumber(f[4]), tonumber(f[6])
 end
 
--- Append ARGV[first..last] as one batch after (te, tb); returns the new tail.
-local function add(te, tb, first, last)
+-- Append ARGV[first..last] as one batch after (te, tb), stamped with server time `now` (ms);
+-- returns the new tail. Field order matters: entry() and collect() read them by position.
+local function add(te, tb, first, last, now)
+  local t = I(now)
   for i = first, last do
     local d = ARGV[i]
     te = te + 1
     tb = tb + #d
-    redis.call('XADD', E, I(te) .. '-0', 'd', d, 'b', I(tb), 'k', I(last - i + 1))
+    redis.call('XADD', E, I(te) .. '-0', 'd', d, 'b', I(tb), 'k', I(last - i + 1), 't', t)
   end
   return te, tb
 end
@@ -205,8 +210,9 @@ local function trim(m, max)
   redis.call('HSET', M, 'fs', m.fs, 'se', m.se, 'sb', m.sb)
 end
 
--- Entries from..to of `key` appended to `out` as (n, end bytes, data) triples, stopping before
--- the one that would take `size` past `max_bytes` (but never before the first one: `any`).
+-- Entries from..to of `key` appended to `out` as (n, end bytes, data, appended ms) quadruples,
+-- stopping before the one that would take `size` past `max_bytes` (but never before the first
+-- one: `any`). Entries stored before the 't' field existed report appended ms '0'.
 local function collect(key, from, to, max_bytes, size, any, out)
   local count = 8
   while from <= to do
@@ -223,6 +229,7 @@ local function collect(key, from, to, max_bytes, size, any, out)
       out[#out + 1] = tonumber(string.match(batch[i][1], '^%d+'))
       out[#out + 1] = f[4]
       out[#out + 1] = data
+      out[#out + 1] = (f[7] == 't' and f[8]) or '0'
       size = size + #data
       any = true
     end

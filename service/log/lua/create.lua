@@ -63,8 +63,9 @@ end
 
 local te, tb = tonumber(ARGV[14]), tonumber(ARGV[15])
 local prefix = tonumber(ARGV[18])
-te, tb = add(te, tb, 19, 18 + prefix)
-te, tb = add(te, tb, 19 + prefix, #ARGV)
+-- Both stamped with the creation time: a copied sub-offset prefix is a new entry of this stream.
+te, tb = add(te, tb, 19, 18 + prefix, now)
+te, tb = add(te, tb, 19 + prefix, #ARGV, now)
 n.te, n.tb = I(te), I(tb)
 
 local fields = {}

@@ -7,7 +7,7 @@
 --           an entry boundary in the ancestors ('' when it didn't)
 -- Returns:
 --   {'OK', eff, ct, tail entries, tail bytes, closed, base entries, base bytes, gen,
---    ancestors|false, created ms, n1, end1, data1, n2, ...}
+--    ancestors|false, created ms, n1, end1, data1, ms1, n2, ...}  (ms: append time)
 --        the entries are only this stream's own ones, and only when the position is at or
 --        above the fork base; below it the caller reads the ancestors, then this stream
 --   {'CHAIN', eff, gen, ancestors, base entries}
