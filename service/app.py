@@ -113,7 +113,18 @@ def create_app(
         anthropic_api_key=settings.anthropic_api_key,
         anthropic_base_url=settings.anthropic_base_url,
     )
-    state = ProtocolState(log=chunk_log, settings=settings, telemetry=telemetry)
+    grace = settings.cancel_without_reader
+
+    async def presence(stream: str) -> None:
+        # A Durable Streams reader of a generation counts as a reader too.
+        await queue.touch_reader(stream.removeprefix("generations/"), max(grace, 30.0))
+
+    state = ProtocolState(
+        log=chunk_log,
+        settings=settings,
+        telemetry=telemetry,
+        presence=presence if grace > 0 else None,
+    )
     generations = Generations(chunk_log, queue, providers, settings.generation_ttl)
     gen_state = GenerationState(generations, settings, state.draining, telemetry)
     worker = (

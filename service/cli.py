@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -51,7 +52,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+        # Whole seconds, never None: None would wait for open connections forever.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         proxy_headers=True,
         server_header=False,
     )

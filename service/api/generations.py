@@ -34,6 +34,7 @@ from service.log import (
     Offset,
     OffsetError,
     OffsetGone,
+    ReadResult,
     StreamClosed,
     StreamGone,
     StreamNotFound,
@@ -90,7 +91,7 @@ async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
     raw = await request.body()
     try:
         body = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return error_response(400, "INVALID_JSON", "body is not valid JSON")
     try:
         gen_request, key = parse_generation_request(
@@ -155,6 +156,11 @@ async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
     events = session.__aiter__()
     try:
         first = await anext(events)
+        if isinstance(first, ReadResult) and first.at_end and not first.chunks:
+            # Already at the end of a finished generation: 204 tells EventSource to stop
+            # reconnecting (a 200 that ends at once would make it retry forever).
+            await events.aclose()
+            return ASGIResponse(body=b"", status_code=204, headers={"cache-control": "no-store"})
     except OffsetGone as exc:
         return ASGIResponse(body=gap_frame(exc.earliest), headers=_SSE_HEADERS)
     except LogError as exc:

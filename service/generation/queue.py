@@ -68,6 +68,9 @@ class JobQueue(Protocol):
         key is already bound to, or ``None`` if this call bound it (atomic across replicas)."""
         ...
 
+    async def forget_key(self, key: str, job_id: str) -> None:
+        """Unbind ``key`` if it is still bound to ``job_id`` (its creation failed)."""
+
     async def touch_reader(self, job_id: str, ttl: float) -> None:
         """A reader is attached to the job's stream (on any replica); valid ``ttl`` seconds."""
 

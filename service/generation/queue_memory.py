@@ -63,6 +63,12 @@ class _TtlMap(Generic[_V]):
         self._items[key] = (value, expires)
         heapq.heappush(self._expiries, (expires, key))
 
+    def pop_if(self, key: str, value: _V) -> None:
+        """Remove ``key`` if it holds ``value``."""
+        item = self._items.get(key)
+        if item is not None and item[0] == value:
+            del self._items[key]
+
     def _purge(self) -> None:
         now = time.monotonic()
         while self._expiries and self._expiries[0][0] <= now:
@@ -184,6 +190,9 @@ class MemoryJobQueue:
             return bound
         self._keys.set(key, job_id, ttl)
         return None
+
+    async def forget_key(self, key: str, job_id: str) -> None:
+        self._keys.pop_if(key, job_id)
 
     async def touch_reader(self, job_id: str, ttl: float) -> None:
         self._readers.set(job_id, True, ttl)

@@ -143,6 +143,12 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 """
 
+# KEYS[1] idempotency key. ARGV: job id. Compare-and-delete: only our own binding goes.
+_UNBIND_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS[1] jobs stream. ARGV: group, consumer. Deletes the consumer only if it holds no job:
 # deleting one with pending entries would drop them from the PEL, and nobody could reclaim them.
 _FORGET_LUA: Final = """
@@ -240,6 +246,7 @@ class RedisJobQueue:
             "heartbeat": self._redis.register_script(_HEARTBEAT_LUA),
             "release": self._redis.register_script(_RELEASE_LUA),
             "remember": self._redis.register_script(_REMEMBER_LUA),
+            "unbind": self._redis.register_script(_UNBIND_LUA),
             "forget": self._redis.register_script(_FORGET_LUA),
         }
         self._workers: set[str] = set()
@@ -416,6 +423,9 @@ class RedisJobQueue:
             self._scripts["remember"](keys=[self._idem_prefix + key], args=[job_id, _ms(ttl)])
         )
         return None if bound is None else _text(bound)
+
+    async def forget_key(self, key: str, job_id: str) -> None:
+        await self._cmd(self._scripts["unbind"](keys=[self._idem_prefix + key], args=[job_id]))
 
     async def touch_reader(self, job_id: str, ttl: float) -> None:
         await self._cmd(self._redis.set(self._reader_prefix + job_id, b"1", px=_ms(ttl)))

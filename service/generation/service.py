@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,12 +46,21 @@ class Generations:
             existing = await self.queue.remember_key(idempotency_key, gen_id, self.idempotency_ttl)
             if existing is not None:
                 return existing, False
-        # The stream first: readers can attach before the worker writes anything.
-        await self.log.create(
-            stream_path(gen_id), StreamConfig(content_type=JSON, ttl_seconds=self.ttl_seconds)
-        )
-        job = GenerationJob(gen_id, request, int(time.time() * 1000), dict(trace or {}))
-        await self.queue.enqueue(gen_id, job.encode())
+        try:
+            # The stream first: readers can attach before the worker writes anything.
+            await self.log.create(
+                stream_path(gen_id),
+                StreamConfig(content_type=JSON, ttl_seconds=self.ttl_seconds),
+            )
+            job = GenerationJob(gen_id, request, int(time.time() * 1000), dict(trace or {}))
+            await self.queue.enqueue(gen_id, job.encode())
+        except BaseException:
+            # A client retrying with the same key after this failure must get a fresh
+            # generation, not URLs of one that never started.
+            if idempotency_key is not None:
+                with contextlib.suppress(Exception):
+                    await self.queue.forget_key(idempotency_key, gen_id)
+            raise
         log.info(
             "generation.created",
             generation=gen_id,

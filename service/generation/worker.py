@@ -33,6 +33,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import trace
 
@@ -56,6 +57,7 @@ from service.log import (
     Producer,
     StaleEpoch,
     StreamClosed,
+    StreamGone,
     StreamNotFound,
 )
 from service.telemetry import (
@@ -73,6 +75,15 @@ log = get_logger("service.worker")
 
 JSON = "application/json"
 _APPEND_RETRIES = 5
+_MAX_ATTEMPTS = 5
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel a task and wait until it has really finished."""
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,23 +114,34 @@ class _Writer:
         self._epoch = epoch
         self._seq = 0
         self.closed = False
+        # An append whose outcome we never learned (cancelled or failed mid-flight) may have
+        # landed under the current seq; then a "duplicate" answer to the *next* batch means
+        # "that one landed", not "this one did", and ours must be sent again.
+        self._uncertain = False
 
     async def write(self, events: list[Event], *, close: bool = False) -> None:
-        producer = Producer(self._id, self._epoch, self._seq)
         items = [encode_event(e) for e in events]
-        for attempt in range(_APPEND_RETRIES):
-            try:
-                await self._log.append(
-                    self._path, items, content_type=JSON, producer=producer, close=close
-                )
-                break
-            except BackendUnavailable:
-                if attempt == _APPEND_RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.2 * 2**attempt)
-            except (StaleEpoch, StreamClosed, StreamNotFound) as exc:
-                raise _Fenced(type(exc).__name__) from exc
-        self._seq += 1
+        while True:
+            producer = Producer(self._id, self._epoch, self._seq)
+            was_uncertain, self._uncertain = self._uncertain, True
+            result = None
+            for attempt in range(_APPEND_RETRIES):
+                try:
+                    result = await self._log.append(
+                        self._path, items, content_type=JSON, producer=producer, close=close
+                    )
+                    break
+                except BackendUnavailable:
+                    if attempt == _APPEND_RETRIES - 1:
+                        raise
+                    await asyncio.sleep(0.2 * 2**attempt)
+                except (StaleEpoch, StreamClosed, StreamNotFound, StreamGone) as exc:
+                    raise _Fenced(type(exc).__name__) from exc
+            self._uncertain = False
+            self._seq += 1
+            if result is not None and result.duplicate and was_uncertain:
+                continue
+            break
         self.closed = self.closed or close
 
 
@@ -169,6 +191,12 @@ class Worker:
             if job is None:
                 self._slots.release()
                 continue
+            if self._stopping.is_set():
+                # Claimed while stopping: hand it straight back for another worker.
+                with contextlib.suppress(LogError):
+                    await self._queue.release(job)
+                self._slots.release()
+                break
             task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
             self._running[job.id] = task
             task.add_done_callback(functools.partial(self._done, job.id))
@@ -291,10 +319,19 @@ class Worker:
     async def _generate(
         self, gen: GenerationJob, job: Job, writer: _Writer, heartbeat: asyncio.Task[None]
     ) -> str:
+        if job.attempt > _MAX_ATTEMPTS:
+            # A job that keeps killing its workers must not be retried forever.
+            with contextlib.suppress(_Fenced, LogError):
+                await self._terminate(
+                    writer, ErrorEvent("worker_lost", "the generation failed repeatedly")
+                )
+            return "too_many_attempts"
         try:
             prior = await self._prior(gen)
-        except StreamNotFound:
+        except (StreamNotFound, StreamGone):
             return "stream_gone"
+        except ValueError:
+            prior = (False, ["?"])  # a foreign entry: never resume over it, end cleanly
         skip = 0
         if prior is not None:
             terminated, deltas = prior
@@ -319,29 +356,36 @@ class Worker:
             return "no_provider"
         produce = asyncio.create_task(self._produce(gen, provider, writer, skip))
         watch = asyncio.create_task(self._watch_cancel(gen))
-        done, _ = await asyncio.wait(
-            {produce, watch, heartbeat}, return_when=asyncio.FIRST_COMPLETED
-        )
-        if produce not in done:
-            # Cancelled (stream closed by someone else), no reader, or lease lost: abort the
-            # provider call by cancelling the task that iterates it.
-            produce.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await produce
-            if watch in done and watch.result() == "no_reader":
-                with contextlib.suppress(_Fenced, LogError):
-                    await self._terminate(writer, Finish("cancelled"))
-                return "cancelled_no_reader"
-            if heartbeat in done:
-                return "fenced"
-            return "cancelled"
-        watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await watch
         try:
-            return produce.result()
-        except _Fenced:
-            return "fenced"
+            done, _ = await asyncio.wait(
+                {produce, watch, heartbeat}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if produce not in done:
+                # Cancelled (stream closed by someone else), no reader, or lease lost: abort
+                # the provider call by cancelling the task that iterates it.
+                await _cancel(produce)
+                watched = (
+                    watch.result()
+                    if watch in done and not watch.cancelled() and watch.exception() is None
+                    else None
+                )
+                if watched == "no_reader":
+                    try:
+                        await self._terminate(writer, Finish("cancelled"))
+                    except (_Fenced, LogError):
+                        return "fenced"  # no terminal written: a successor takes over
+                    return "cancelled_no_reader"
+                if heartbeat in done:
+                    return "fenced"
+                return "cancelled"
+            try:
+                return produce.result()
+            except (_Fenced, LogError):
+                return "fenced"  # the log refused or kept failing: a successor takes over
+        finally:
+            # Also on our own cancellation (shutdown): never leave a provider call running.
+            await _cancel(produce)
+            await _cancel(watch)
 
     async def _terminate(self, writer: _Writer, event: Event) -> None:
         await writer.write([event], close=True)
@@ -420,6 +464,14 @@ class Worker:
                         delay_s=round(delay, 3),
                     )
                     await asyncio.sleep(delay)
+                except (_Fenced, LogError):
+                    raise
+                except Exception as exc:  # a provider bug must still end the stream
+                    log.exception("generation.provider_crashed", generation=gen.id)
+                    finished.append(
+                        ErrorEvent("internal", f"the provider failed ({type(exc).__name__})")
+                    )
+                    break
             terminal = finished[0]
             if isinstance(terminal, Finish):
                 call.finish(
@@ -454,26 +506,33 @@ class Worker:
         loop = asyncio.get_running_loop()
         check_every = max(0.05, grace / 4) if grace > 0 else None
         last_reader = loop.time()
+        next_check = loop.time() + (check_every or 0)
         async with self._log.hub.watch(gen.path) as w:
             # A close may have landed before we started watching.
-            if (await self._log.info(gen.path)).closed:
-                return "closed"
+            with contextlib.suppress(LogError):
+                if (await self._log.info(gen.path)).closed:
+                    return "closed"
             while True:
-                if await w.wait(check_every):
+                timeout = None if check_every is None else max(0.0, next_check - loop.time())
+                if await w.wait(timeout):
                     notices, overflow = w.drain()
-                    if (
-                        any(n.closed or n.deleted for n in notices)
-                        or overflow
-                        or any(n.resync for n in notices)
-                    ):
+                    if overflow or any(n.closed or n.deleted or n.resync for n in notices):
                         try:
                             if (await self._log.info(gen.path)).closed:
                                 return "closed"
-                        except StreamNotFound:
+                        except (StreamNotFound, StreamGone):
                             return "closed"
-                if grace > 0:
-                    now = loop.time()
-                    if await self._queue.has_reader(gen.id):
+                        except LogError:
+                            pass  # a blip: the writer rides it out, so does the watcher
+                now = loop.time()
+                if check_every is not None and now >= next_check:
+                    # At most one presence check per interval, not one per append notice.
+                    next_check = now + check_every
+                    try:
+                        present = await self._queue.has_reader(gen.id)
+                    except LogError:
+                        present = True  # unknown: never cancel on a storage blip
+                    if present:
                         last_reader = now
                     elif now - last_reader >= grace:
                         return "no_reader"

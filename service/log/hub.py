@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from service.log.base import Chunk, ReadResult
+from service.log.base import BackendUnavailable, Chunk, ReadResult
 from service.log.offsets import Offset
 
 if TYPE_CHECKING:
@@ -121,7 +121,13 @@ class LiveHub:
             except BaseException as exc:
                 self._drop(w)
                 if not fut.done():
-                    fut.set_exception(exc)
+                    # Waiters on the same path must not inherit *our* cancellation.
+                    failure = (
+                        BackendUnavailable("live subscription was interrupted")
+                        if isinstance(exc, asyncio.CancelledError)
+                        else exc
+                    )
+                    fut.set_exception(failure)
                     fut.exception()  # mark retrieved: later waiters re-raise their own
                 raise
             if not fut.done():

@@ -92,9 +92,14 @@ def parse_expires_at(raw: str | None) -> int | None:
     text = raw.replace("z", "Z").replace("Z", "+00:00").replace("t", "T").replace(" ", "T")
     try:
         when = datetime.fromisoformat(text)
-    except ValueError:
+        # Also rejects instants whose UTC form leaves years 1..9999 (e.g. 9999-12-31T23:59
+        # at -23:59), which could be stored but never formatted back.
+        when.astimezone(UTC).replace(tzinfo=None).isoformat()
+        ms = int(when.timestamp() * 1000)
+        format_expires_at(ms)
+    except (ValueError, OverflowError, OSError):
         raise BadRequest(f"{EXPIRES_AT} is not a valid date and time") from None
-    return int(when.timestamp() * 1000)
+    return ms
 
 
 def format_expires_at(ms: int) -> str:

@@ -9,9 +9,10 @@ responses because the protocol pins exact header values (``text/plain`` must not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -46,6 +47,8 @@ from service.telemetry import Telemetry, get_logger
 __all__ = ["STREAM_ROOT", "ProtocolState", "stream_handlers"]
 
 STREAM_ROOT = "/v1/stream"
+READ_ONLY_PREFIX = "generations/"
+"""Generation streams are written only by their worker (and cancel): read-only here."""
 _MAX_NAME = 1024
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -62,6 +65,13 @@ class ProtocolState:
     settings: Settings
     telemetry: Telemetry
     draining: asyncio.Event = field(default_factory=asyncio.Event)
+    presence: Callable[[str], Awaitable[None]] | None = None
+    """Called with a stream name whenever someone reads it (feeds the no-reader cancel)."""
+
+    async def touch(self, name: str) -> None:
+        if self.presence is not None and name.startswith(READ_ONLY_PREFIX):
+            with contextlib.suppress(LogError):
+                await self.presence(name)
 
 
 def _state(request: Request[Any, Any, Any]) -> ProtocolState:
@@ -90,6 +100,24 @@ def _stream_name(path: str) -> str:
     if any(seg in ("", ".", "..") for seg in name.split("/")):
         raise h.BadRequest("stream path has an empty, '.' or '..' segment", "INVALID_PATH")
     return name
+
+
+def _writable(name: str) -> str:
+    if name.startswith(READ_ONLY_PREFIX):
+        raise _ReadOnly(name)
+    return name
+
+
+class _ReadOnly(Exception):
+    """A write to a stream only Rivulet itself writes."""
+
+
+def _read_only() -> ASGIResponse:
+    return error_response(
+        403,
+        "READ_ONLY_STREAM",
+        "generation streams are written by their worker; cancel with DELETE /v1/generations/{id}",
+    )
 
 
 def _source_name(raw: str | None) -> str | None:
@@ -182,7 +210,7 @@ async def create_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
     st = _state(request)
     hdrs = request.headers
     try:
-        name = _stream_name(path)
+        name = _writable(_stream_name(path))
         ttl = h.parse_ttl(hdrs.get(h.TTL))
         expires = h.parse_expires_at(hdrs.get(h.EXPIRES_AT))
         if ttl is not None and expires is not None:
@@ -209,6 +237,8 @@ async def create_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
             fork=fork,
         )
         info, created = await st.log.create(name, config, items)
+    except _ReadOnly:
+        return _read_only()
     except h.BadRequest as exc:
         return _bad(exc)
     except LogError as exc:
@@ -229,7 +259,7 @@ async def append_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
     st = _state(request)
     hdrs = request.headers
     try:
-        name = _stream_name(path)
+        name = _writable(_stream_name(path))
         close = h.parse_closed(hdrs.get(h.CLOSED))
         producer = h.parse_producer(
             hdrs.get(h.PRODUCER_ID), hdrs.get(h.PRODUCER_EPOCH), hdrs.get(h.PRODUCER_SEQ)
@@ -249,6 +279,8 @@ async def append_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
             producer=producer,
             close=close,
         )
+    except _ReadOnly:
+        return _read_only()
     except h.BadRequest as exc:
         return _bad(exc)
     except LogError as exc:
@@ -292,8 +324,10 @@ async def delete_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
     """Delete a stream; forks keep reading what they inherited."""
     st = _state(request)
     try:
-        name = _stream_name(path)
+        name = _writable(_stream_name(path))
         await st.log.delete(name)
+    except _ReadOnly:
+        return _read_only()
     except h.BadRequest as exc:
         return _bad(exc)
     except LogError as exc:
@@ -344,6 +378,7 @@ async def _read_from(
     live: str | None,
     cursor: str | None,
 ) -> ASGIResponse | ASGIStreamingResponse:
+    await st.touch(name)
     if live == "sse":
         return await _sse(st, name, start, cursor)
     if live == "long-poll":
@@ -422,7 +457,7 @@ async def _sse(
     if kind == "binary":
         out[h.SSE_ENCODING] = "base64"
     return ASGIStreamingResponse(
-        iterator=_sse_frames(session, first, events, kind, cursor, recorder), headers=out
+        iterator=_sse_frames(session, first, events, kind, cursor, recorder, st), headers=out
     )
 
 
@@ -433,7 +468,10 @@ async def _sse_frames(
     kind: Kind,
     cursor: str | None,
     recorder: DeliveryRecorder,
+    st: ProtocolState,
 ) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    next_touch = loop.time() + 10.0
     item: ReadResult | Heartbeat | None = first
     try:
         while item is not None:
@@ -452,6 +490,9 @@ async def _sse_frames(
                 )
                 yield frame
                 recorder.sent(item, len(frame))
+            if loop.time() >= next_touch:
+                next_touch = loop.time() + 10.0
+                await st.touch(session.stream)
             item = await anext(events, None)
         await recorder.relink()
     finally:

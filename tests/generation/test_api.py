@@ -255,3 +255,20 @@ async def test_a_reader_behind_retention_gets_an_explicit_gap_event() -> None:
     # The three newest entries are retained: the earliest offset is three entries before the end.
     assert int(gap["error"]["earliest_offset"][:16]) == int(earliest[:16]) - 3
     assert "id" not in events[0]
+
+
+async def test_deeply_nested_json_is_a_400_not_a_500(client) -> None:
+    r = await client.post(
+        "/v1/generations", content=b"[" * 200_000, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "INVALID_JSON"
+
+
+async def test_reconnecting_after_the_terminal_event_gets_204(client) -> None:
+    gen = await _create(client, params={"fake": {"tokens": 2, "rate": 0}})
+    events = [
+        e for e in _parse_sse((await client.get(_path(gen["events_url"]))).text) if "data" in e
+    ]
+    r = await client.get(_path(gen["events_url"]), headers={"last-event-id": events[-1]["id"]})
+    assert r.status_code == 204  # EventSource stops reconnecting on 204

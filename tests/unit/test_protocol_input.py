@@ -182,3 +182,22 @@ async def test_health_endpoints(client) -> None:
     assert r.json() == {"status": "ok"}
     r = await client.get("/readyz")
     assert r.json() == {"status": "ok", "backend": "memory"}
+
+
+@pytest.mark.parametrize(
+    "expires", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:30:00+01:00", "2026-13-01T00:00:00Z"]
+)
+async def test_expires_at_outside_representable_time_is_400(client, expires: str) -> None:
+    r = await client.put(
+        f"{S}/far", headers={"content-type": "text/plain", "stream-expires-at": expires}
+    )
+    _error(r, 400, "BAD_REQUEST")
+    assert (await client.head(f"{S}/far")).status_code == 404
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST", "DELETE"])
+async def test_generation_streams_are_read_only_over_the_protocol(client, method: str) -> None:
+    r = await client.request(
+        method, f"{S}/generations/abc", content=b"x", headers={"content-type": "text/plain"}
+    )
+    _error(r, 403, "READ_ONLY_STREAM")
