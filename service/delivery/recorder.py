@@ -17,12 +17,14 @@ from opentelemetry.trace import Status, StatusCode
 
 from service.delivery.live import EndReason
 from service.log import ZERO, LogError
-from service.telemetry import TRACE_ANNOTATION, Telemetry, link_from
+from service.telemetry import TRACE_ANNOTATION, Telemetry, get_logger, link_from
 
 if TYPE_CHECKING:
     from service.log import ChunkLog, Offset, ReadResult
 
 __all__ = ["DeliveryRecorder"]
+
+log = get_logger("service.delivery")
 
 
 class DeliveryRecorder:
@@ -51,6 +53,13 @@ class DeliveryRecorder:
 
     async def begin(self) -> None:
         """Start the span (tracing on only), linked to the generation if it is known yet."""
+        if self._start != ZERO:
+            log.info(
+                "delivery.resumed",
+                stream=self._stream,
+                offset=str(self._start),
+                dialect=self._attrs["rivulet.delivery.dialect"],
+            )
         if not self._telemetry.tracing:
             return
         links = []

@@ -41,7 +41,8 @@ def _env(redis_url: str, fake: str, **extra: str) -> dict[str, str]:
         "ANTHROPIC_API_KEY": "sk-ant-test-not-a-real-key",
         "ANTHROPIC_BASE_URL": fake,
         "RIVULET_CANCEL_WITHOUT_READER": "0",
-        "RIVULET_LOG_LEVEL": "warning",
+        # info, so the checks that no secret reaches a log line look at real log lines.
+        "RIVULET_LOG_LEVEL": "info",
         **extra,
     }
 
@@ -123,6 +124,13 @@ def test_three_reconnects_to_another_replica_see_every_event_once_in_order(
 
     reference, ended = _events(f"{a.url}/v1/generations/{gen['id']}/events", None, None)
     assert ended
+    # Neither the provider key nor the prompt ever reaches a log line (both replicas).
+    for replica in (a, b):
+        logs = replica.log_path.read_text()
+        assert "sk-test-not-a-real-key" not in logs
+        assert "sk-ant-test-not-a-real-key" not in logs
+        assert MESSAGES[0]["content"] not in logs
+        assert "generation.created" in logs or "delivery.resumed" in logs
     assert got == reference  # every event, once, in order, same ids
     types = [e["data"]["type"] for e in got]
     assert types == ["content"] * 40 + ["finish"]
