@@ -18,9 +18,11 @@ from litestar.response import Response
 from litestar.response.base import ASGIResponse
 from litestar.types import Scope
 from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.trace import Span
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api import EdgeMiddleware, health_handlers
+from service.api.auth import Auth
 from service.api.demo import demo_handlers
 from service.api.generations import GenerationState, generation_handlers
 from service.generation.open import open_queue, worker_settings
@@ -60,11 +62,19 @@ _EXPOSED = [
 ]
 
 
+_HTTP_CODES = {
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+}
+
+
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[None]:
-    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}.get(
-        exc.status_code, "HTTP_ERROR"
-    )
-    return RawResponse(error_response(exc.status_code, code, str(exc.detail)))
+    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    headers = {k: str(v) for k, v in (exc.headers or {}).items()}
+    return RawResponse(error_response(exc.status_code, code, str(exc.detail), headers))
 
 
 def _log_error(request: Request[Any, Any, Any], exc: LogError) -> Response[None]:
@@ -81,6 +91,33 @@ def _route_span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
     # path: stream ids would explode cardinality); EdgeMiddleware renames it to the route
     # template once the router has matched.
     return str(scope.get("method", "HTTP")).upper(), {}
+
+
+_SECRET_PARAMS = frozenset({"token", "key", "api_key", "access_token"})
+
+
+def _redact_query(query: str) -> str:
+    parts = []
+    for pair in query.split("&"):
+        name, eq, _ = pair.partition("=")
+        parts.append(f"{name}=REDACTED" if eq and name.lower() in _SECRET_PARAMS else pair)
+    return "&".join(parts)
+
+
+def _redact_span_urls(span: Span, scope: dict[str, Any]) -> None:
+    # Read tokens travel in query strings (EventSource can't send headers): the server
+    # span must record the URL without them.
+    if not span.is_recording():
+        return
+    query = scope.get("query_string", b"").decode("latin-1")
+    path = scope.get("path", "")
+    safe = f"{path}?{_redact_query(query)}" if query else path
+    server = scope.get("server") or ("", None)
+    host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+    span.set_attribute("http.target", safe)
+    span.set_attribute("http.url", f"{scope.get('scheme', 'http')}://{host}{safe}")
+    if query:
+        span.set_attribute("url.query", _redact_query(query))
 
 
 def _metrics_handler(telemetry: Telemetry) -> Any:
@@ -105,6 +142,13 @@ def create_app(
     """The ASGI application for ``settings`` (read from the environment when omitted)."""
     settings = settings or Settings.from_env()
     telemetry = telemetry or Telemetry.from_settings(settings)
+    auth = Auth.from_settings(
+        settings.api_keys,
+        settings.api_keys_file,
+        settings.read_token_secret,
+        settings.read_token_ttl,
+        open_mode=settings.auth_open,
+    )
     chunk_log = InstrumentedChunkLog(chunk_log or open_log(settings), telemetry.metrics)
     queue = queue or open_queue(settings)
     providers = build_providers(
@@ -169,6 +213,12 @@ def create_app(
             raise
         worker_task = asyncio.create_task(worker.run()) if worker is not None else None
         sampler = asyncio.create_task(sample_depth())
+        if auth.open:
+            log.warning(
+                "auth.open",
+                detail="no API keys configured: anyone who can reach this address can write",
+                host=settings.host,
+            )
         log.info(
             "app.started",
             backend=settings.backend,
@@ -205,6 +255,7 @@ def create_app(
                     # Per-message send/receive spans would be one span per SSE frame.
                     exclude_spans=["receive", "send"],
                     exclude=["/livez", "/readyz", "/metrics"],
+                    server_request_hook_handler=_redact_span_urls,
                 )
             )
         )
@@ -217,7 +268,9 @@ def create_app(
             *generation_handlers(),
             *stream_handlers(),
         ],
-        state=State({"protocol": state, "generations": gen_state, "drain": begin_drain}),
+        state=State(
+            {"protocol": state, "generations": gen_state, "drain": begin_drain, "auth": auth}
+        ),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(EdgeMiddleware)],
         cors_config=CORSConfig(
@@ -225,7 +278,10 @@ def create_app(
             allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["*"],
             expose_headers=_EXPOSED,
-        ),
+            allow_credentials=False,
+        )
+        if settings.cors_origins
+        else None,
         request_max_body_size=settings.max_body_bytes,
         exception_handlers={
             HTTPException: _http_error,

@@ -35,8 +35,16 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"rivulet: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # e.g. an unreadable or malformed API key file
+        print(f"rivulet: configuration error: {exc}", file=sys.stderr)
+        return 2
     drain = app.state.drain
+    import signal
+
+    # SIGHUP re-reads the API key file: rotation without a restart.
+    signal.signal(signal.SIGHUP, lambda *_: app.state.auth.keys.reload())
 
     class _Server(uvicorn.Server):
         # On SIGTERM, end live reads first so clients resume on another replica while

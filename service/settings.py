@@ -9,6 +9,7 @@ start with a clear message instead of half-working.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -108,11 +109,48 @@ class Settings:
         ),
     )
     cors_origins: tuple[str, ...] = field(
-        default=("*",),
+        default=(),
         metadata=_doc(
             "RIVULET_CORS_ORIGINS",
-            "Comma-separated origins allowed by CORS, or `*` for any.",
+            "Comma-separated origins allowed by CORS (`*` for any; credentials are never "
+            "allowed). Empty: no cross-origin access.",
         ),
+    )
+    api_keys: str = field(
+        default="",
+        metadata=_doc(
+            "RIVULET_API_KEYS",
+            "API keys, comma-separated: `key` (all scopes) or `key:scope+scope` (scopes: "
+            "`generate`, `streams:write`, `read`, `admin`). Keys: 16-256 of `A-Za-z0-9._~-`.",
+        ),
+    )
+    api_keys_file: str | None = field(
+        default=None,
+        metadata=_doc(
+            "RIVULET_API_KEYS_FILE",
+            "File with API keys (one entry per line, `#` comments), e.g. a mounted Secret; "
+            "re-read when it changes and on SIGHUP.",
+        ),
+    )
+    auth: str = field(
+        default="",
+        metadata=_doc(
+            "RIVULET_AUTH",
+            "`none` runs without authentication on any address. Unset: keys are required "
+            "unless bound to loopback.",
+        ),
+    )
+    read_token_secret: str = field(
+        default="",
+        metadata=_doc(
+            "RIVULET_READ_TOKEN_SECRET",
+            "HMAC secret (32+ characters) for read tokens; the same on every replica. Unset: "
+            "a random per-process secret (tokens then work only on the issuing replica).",
+        ),
+    )
+    read_token_ttl: float = field(
+        default=3600.0,
+        metadata=_doc("RIVULET_READ_TOKEN_TTL", "Seconds a read token stays valid."),
     )
     default_provider: str = field(
         default="",
@@ -260,6 +298,11 @@ class Settings:
         return "fake"
 
     @property
+    def auth_open(self) -> bool:
+        """Whether requests are served without credentials (no keys configured)."""
+        return not (self.api_keys or self.api_keys_file)
+
+    @property
     def tracing_exporter(self) -> Literal["otlp", "console"] | None:
         """Which span exporter the ``OTEL_*`` variables ask for (``None``: tracing off)."""
         if self.otel_sdk_disabled.lower() == "true":
@@ -329,6 +372,21 @@ class Settings:
                 raise SettingsError(f"{name} must be positive, got {value}")
         if self.retention_max_entries < 0:
             raise SettingsError("RIVULET_RETENTION_MAX_ENTRIES must be >= 0")
+        if self.auth not in ("", "none"):
+            raise SettingsError("RIVULET_AUTH must be none or unset")
+        if (
+            not (self.api_keys or self.api_keys_file)
+            and self.auth != "none"
+            and not (is_loopback(self.host))
+        ):
+            raise SettingsError(
+                f"refusing to serve {self.host} without API keys: set RIVULET_API_KEYS or "
+                "RIVULET_API_KEYS_FILE, or RIVULET_AUTH=none to run open on purpose"
+            )
+        if self.read_token_secret and len(self.read_token_secret) < 32:
+            raise SettingsError("RIVULET_READ_TOKEN_SECRET must be at least 32 characters")
+        if self.read_token_ttl <= 0:
+            raise SettingsError("RIVULET_READ_TOKEN_TTL must be positive")
         if self.otel_traces_exporter.lower() not in ("", "otlp", "console", "none"):
             raise SettingsError("OTEL_TRACES_EXPORTER must be otlp, console or none")
         if self.default_provider not in ("", "fake", "openai", "anthropic"):
@@ -358,6 +416,16 @@ class Settings:
             raise SettingsError(
                 "RIVULET_REDIS_KEY_PREFIX must be non-empty, without {, } or spaces"
             )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` exposes the service to this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse(name: str, type_: object, raw: str) -> object:

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, delete, get, post
+from litestar.connection import ASGIConnection
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
+from service.api.auth import Auth, require_read, require_scope
 from service.delivery import LiveSession
 from service.delivery.eventsource import event_frames, gap_frame
 from service.delivery.recorder import DeliveryRecorder
@@ -77,14 +79,30 @@ def _json(status: int, body: dict[str, Any]) -> ASGIResponse:
 
 def _urls(request: Request[Any, Any, Any], gen_id: str) -> dict[str, str]:
     base = str(request.base_url).rstrip("/")
-    return {
+    urls = {
         "id": gen_id,
         "events_url": f"{base}/v1/generations/{gen_id}/events",
         "stream_url": f"{base}/v1/stream/{stream_path(gen_id)}",
     }
+    auth: Auth = request.app.state.auth
+    if not auth.open:
+        # EventSource can't send headers: the token rides in the URL (never logged).
+        token = auth.tokens.issue(stream_path(gen_id))
+        urls["read_token"] = token
+        urls["events_url"] += f"?token={token}"
+    return urls
 
 
-@post("/v1/generations", status_code=201, name="generations:create")
+def _generation_stream(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    return stream_path(str(connection.path_params.get("gen_id", "")))
+
+
+@post(
+    "/v1/generations",
+    status_code=201,
+    name="generations:create",
+    guards=[require_scope("generate")],
+)
 async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Create a generation; 201 ``{id, events_url, stream_url}`` (200 for a known key)."""
     st = _st(request)
@@ -108,7 +126,12 @@ async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
     return _json(201 if created else 200, _urls(request, gen_id))
 
 
-@delete("/v1/generations/{gen_id:str}", status_code=200, name="generations:cancel")
+@delete(
+    "/v1/generations/{gen_id:str}",
+    status_code=200,
+    name="generations:cancel",
+    guards=[require_scope("generate")],
+)
 async def cancel_generation(request: Request[Any, Any, Any], gen_id: FromPath[str]) -> ASGIResponse:
     """Cancel from any replica: the stream ends with ``finish`` (``cancelled``)."""
     if not valid_id(gen_id):
@@ -193,7 +216,11 @@ async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
     )
 
 
-@get("/v1/generations/{gen_id:str}/events", name="generations:events")
+@get(
+    "/v1/generations/{gen_id:str}/events",
+    name="generations:events",
+    guards=[require_read(_generation_stream)],
+)
 async def generation_events(request: Request[Any, Any, Any], gen_id: FromPath[str]) -> ASGIResponse:
     """EventSource stream of the generation; resume with ``Last-Event-ID`` or ``?offset=``."""
     if not valid_id(gen_id):
@@ -201,7 +228,7 @@ async def generation_events(request: Request[Any, Any, Any], gen_id: FromPath[st
     return await _follow(request, gen_id)
 
 
-@get("/api/stream", name="generations:seed")
+@get("/api/stream", name="generations:seed", guards=[require_scope("generate")])
 async def seed_stream(request: Request[Any, Any, Any]) -> ASGIResponse:
     """The seed article's endpoint: ``?prompt=…&messageId=…`` creates the generation for that
     message id (or attaches to it) and streams it; reconnecting with the same messageId and

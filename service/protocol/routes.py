@@ -18,11 +18,13 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from litestar import Request, delete, get, head, post, put
+from litestar.connection import ASGIConnection
 from litestar.params import FromPath
 from litestar.response import Response
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
+from service.api.auth import require_read, require_scope
 from service.delivery import EndReason, Heartbeat, LiveSession
 from service.delivery.recorder import DeliveryRecorder
 from service.log import (
@@ -204,7 +206,15 @@ def _read_headers(result: ReadResult, content_type: str) -> dict[str, str]:
 # -- handlers -----------------------------------------------------------------------------
 
 
-@put(f"{STREAM_ROOT}/{{path:path}}", status_code=201, name="stream:create")
+def _path_stream(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    return str(connection.path_params.get("path", "")).lstrip("/")
+
+
+_WRITE = [require_scope("streams:write")]
+_READ = [require_read(_path_stream)]
+
+
+@put(f"{STREAM_ROOT}/{{path:path}}", status_code=201, name="stream:create", guards=_WRITE)
 async def create_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> ASGIResponse:
     """Create a stream, or confirm an identical one (200); 409 on a different config."""
     st = _state(request)
@@ -253,7 +263,7 @@ async def create_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
     return ASGIResponse(body=b"", status_code=201 if created else 200, headers=out)
 
 
-@post(f"{STREAM_ROOT}/{{path:path}}", status_code=200, name="stream:append")
+@post(f"{STREAM_ROOT}/{{path:path}}", status_code=200, name="stream:append", guards=_WRITE)
 async def append_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> ASGIResponse:
     """Append the body (and/or close the stream) as one atomic step."""
     st = _state(request)
@@ -297,7 +307,7 @@ async def append_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
     return ASGIResponse(body=b"", status_code=status, headers=out)
 
 
-@head(f"{STREAM_ROOT}/{{path:path}}", name="stream:head")
+@head(f"{STREAM_ROOT}/{{path:path}}", name="stream:head", guards=_READ)
 async def head_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> Response[None]:
     """Metadata only; never cached, never extends a TTL."""
     st = _state(request)
@@ -319,7 +329,7 @@ async def head_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> R
     return _Raw(ASGIResponse(body=b"", headers=out, is_head_response=True))
 
 
-@delete(f"{STREAM_ROOT}/{{path:path}}", status_code=200, name="stream:delete")
+@delete(f"{STREAM_ROOT}/{{path:path}}", status_code=200, name="stream:delete", guards=_WRITE)
 async def delete_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> ASGIResponse:
     """Delete a stream; forks keep reading what they inherited."""
     st = _state(request)
@@ -336,7 +346,7 @@ async def delete_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
     return ASGIResponse(body=b"", status_code=204)
 
 
-@get(f"{STREAM_ROOT}/{{path:path}}", name="stream:read")
+@get(f"{STREAM_ROOT}/{{path:path}}", name="stream:read", guards=_READ)
 async def read_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> ASGIResponse:
     """Catch-up read, ``live=long-poll`` or ``live=sse``."""
     st = _state(request)

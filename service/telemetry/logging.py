@@ -66,6 +66,9 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         log.propagate = True
     # Access lines duplicate our own request log and would carry query strings verbatim.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # HTTP client libraries log every request URL at INFO; URLs may carry tokens.
+    for name in ("httpx", "httpx2", "httpcore", "openai", "anthropic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -24,7 +24,12 @@ EXPECTED = HERE / "expected-failures.txt"
 # The suite gives each test vitest's default 5 s, and two tests wait for a long-poll 204 with
 # no abort: the server's long-poll timeout must be well under that. Production keeps its own
 # default (RIVULET_LONG_POLL_TIMEOUT); this is configuration, not a code path for tests.
-SERVER_ENV = {"RIVULET_LONG_POLL_TIMEOUT": "2", "RIVULET_LOG_LEVEL": "warning"}
+SERVER_ENV = {
+    "RIVULET_LONG_POLL_TIMEOUT": "2",
+    "RIVULET_LOG_LEVEL": "warning",
+    # The suite checks CORS preflights; production defaults to no cross-origin access.
+    "RIVULET_CORS_ORIGINS": "*",
+}
 
 
 def _expected_failures(backend: str) -> set[str]:
