@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from service import jsonwire
+
 __all__ = [
     "TERMINAL_TYPES",
     "ContentDelta",
@@ -115,7 +117,7 @@ def encode_event(event: Event) -> bytes:
                 }
         case ErrorEvent(kind=kind, message=message):
             body = {"type": "error", "error": {"type": kind, "message": message}}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsonwire.dumps(body).encode()
 
 
 def decode_event(raw: bytes) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from litestar.response import Response
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
+from service import jsonwire
 from service.api.auth import require_read, require_scope
 from service.delivery import EndReason, Heartbeat, LiveSession
 from service.delivery.recorder import DeliveryRecorder
@@ -154,7 +155,7 @@ def _json_items(body: bytes, *, allow_empty: bool) -> list[bytes]:
     values = value if isinstance(value, list) else [value]
     if not values and not allow_empty:
         raise h.BadRequest("an empty JSON array appends nothing", "EMPTY_BODY")
-    return [json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode() for v in values]
+    return [jsonwire.dumps(v).encode() for v in values]
 
 
 def _items(body: bytes, content_type: str, *, allow_empty: bool) -> list[bytes]:

@@ -37,7 +37,13 @@ def encode_payload(chunks: tuple[Chunk, ...] | list[Chunk], kind: str) -> str:
 def data_event(payload: str) -> str:
     """An ``event: data`` block; one ``data:`` line per payload line."""
     lines = _LINE_BREAK.split(payload)
-    return "event: data\n" + "".join(f"data:{line}\n" for line in lines) + "\n"
+    # Parsers drop one space after "data:": a line that starts with a space gets an extra
+    # one, so " hello" arrives as " hello" (and "hello" still goes out as "data:hello").
+    return (
+        "event: data\n"
+        + "".join(f"data: {line}\n" if line.startswith(" ") else f"data:{line}\n" for line in lines)
+        + "\n"
+    )
 
 
 def control_event(next_offset: str, *, cursor: str | None, up_to_date: bool, closed: bool) -> str:
