@@ -25,6 +25,8 @@ from service.api import EdgeMiddleware, health_handlers
 from service.api.auth import Auth
 from service.api.demo import demo_handlers
 from service.api.generations import GenerationState, generation_handlers
+from service.api.limits import Limits, MemoryLimitStore, RedisLimitStore
+from service.generation.jobs import RequestLimits
 from service.generation.open import open_queue, worker_settings
 from service.generation.providers.registry import build_providers
 from service.generation.queue import JobQueue
@@ -68,6 +70,7 @@ _HTTP_CODES = {
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
+    429: "TOO_MANY_REQUESTS",
 }
 
 
@@ -170,9 +173,37 @@ def create_app(
         presence=presence if grace > 0 else None,
     )
     generations = Generations(chunk_log, queue, providers, settings.generation_ttl)
-    gen_state = GenerationState(generations, settings, state.draining, telemetry)
+    limits = Limits(
+        store=(
+            RedisLimitStore(settings.redis_url, settings.redis_key_prefix)
+            if settings.redis_url
+            else MemoryLimitStore()
+        ),
+        rate_per_minute=settings.rate_limit,
+        max_generations=settings.max_concurrent_generations,
+        max_sse=settings.max_sse_per_client,
+        generation_ttl=float(settings.generation_ttl),
+        sse_ttl=settings.sse_max_duration + 60,
+    )
+    request_limits = RequestLimits(
+        max_messages=settings.max_messages,
+        max_chars=settings.max_prompt_chars,
+        max_tokens=settings.max_output_tokens,
+        models=settings.model_allowlist(),
+    )
+    state.limits = limits
+    gen_state = GenerationState(
+        generations, settings, state.draining, telemetry, limits, request_limits
+    )
     worker = (
-        Worker(chunk_log, queue, providers, worker_settings(settings), telemetry=telemetry)
+        Worker(
+            chunk_log,
+            queue,
+            providers,
+            worker_settings(settings),
+            telemetry=telemetry,
+            on_finished=limits.end_generation,
+        )
         if settings.workers > 0
         else None
     )
@@ -208,6 +239,7 @@ def create_app(
         try:
             await chunk_log.start()
             await queue.start()
+            await limits.store.start()
         except LogError as exc:
             log.error("app.start_failed", backend=settings.backend, error=str(exc))
             raise
@@ -240,6 +272,7 @@ def create_app(
             for provider in providers.values():
                 await provider.aclose()
             await queue.stop()
+            await limits.store.stop()
             await chunk_log.stop()
             telemetry.shutdown()
             log.info("app.stopped")
@@ -269,7 +302,13 @@ def create_app(
             *stream_handlers(),
         ],
         state=State(
-            {"protocol": state, "generations": gen_state, "drain": begin_drain, "auth": auth}
+            {
+                "protocol": state,
+                "generations": gen_state,
+                "drain": begin_drain,
+                "auth": auth,
+                "limits": limits,
+            }
         ),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(EdgeMiddleware)],

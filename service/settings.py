@@ -277,6 +277,52 @@ class Settings:
             "may hold personal data.",
         ),
     )
+    rate_limit: int = field(
+        default=1200,
+        metadata=_doc(
+            "RIVULET_RATE_LIMIT",
+            "Write requests per minute per API key (per client address without keys), across "
+            "all replicas; 0 disables. Past it: 429 with Retry-After.",
+        ),
+    )
+    max_concurrent_generations: int = field(
+        default=32,
+        metadata=_doc(
+            "RIVULET_MAX_CONCURRENT_GENERATIONS",
+            "Generations one API key (or client address) may have running at once; 0 disables.",
+        ),
+    )
+    max_sse_per_client: int = field(
+        default=1000,
+        metadata=_doc(
+            "RIVULET_MAX_SSE_PER_CLIENT",
+            "Open streaming connections (SSE) per API key or client address, across replicas; "
+            "0 disables. Behind a proxy, set FORWARDED_ALLOW_IPS so client addresses are real.",
+        ),
+    )
+    max_messages: int = field(
+        default=256,
+        metadata=_doc("RIVULET_MAX_MESSAGES", "Most messages one generation request may carry."),
+    )
+    max_prompt_chars: int = field(
+        default=200_000,
+        metadata=_doc("RIVULET_MAX_PROMPT_CHARS", "Most characters across a request's messages."),
+    )
+    max_output_tokens: int = field(
+        default=32768,
+        metadata=_doc(
+            "RIVULET_MAX_OUTPUT_TOKENS",
+            "Largest `params.max_tokens` a request may ask for.",
+        ),
+    )
+    models: str = field(
+        default="",
+        metadata=_doc(
+            "RIVULET_MODELS",
+            "Model allowlist per provider, e.g. `openai=gpt-4o,gpt-4o-mini;anthropic=claude-"
+            "sonnet-4`. A provider not listed allows any model.",
+        ),
+    )
     shutdown_grace: float = field(
         default=10.0,
         metadata=_doc(
@@ -296,6 +342,21 @@ class Settings:
         if self.anthropic_api_key:
             return "anthropic"
         return "fake"
+
+    def model_allowlist(self) -> dict[str, frozenset[str]]:
+        """``RIVULET_MODELS`` parsed: provider → allowed models."""
+        out: dict[str, frozenset[str]] = {}
+        for part in self.models.split(";"):
+            if not part.strip():
+                continue
+            provider, eq, names = part.partition("=")
+            models = frozenset(n.strip() for n in names.split(",") if n.strip())
+            if not eq or not provider.strip() or not models:
+                raise SettingsError(
+                    "RIVULET_MODELS must look like provider=model,model;provider=model"
+                )
+            out[provider.strip()] = models
+        return out
 
     @property
     def auth_open(self) -> bool:
@@ -372,6 +433,21 @@ class Settings:
                 raise SettingsError(f"{name} must be positive, got {value}")
         if self.retention_max_entries < 0:
             raise SettingsError("RIVULET_RETENTION_MAX_ENTRIES must be >= 0")
+        for name, value in {
+            "RIVULET_RATE_LIMIT": self.rate_limit,
+            "RIVULET_MAX_CONCURRENT_GENERATIONS": self.max_concurrent_generations,
+            "RIVULET_MAX_SSE_PER_CLIENT": self.max_sse_per_client,
+        }.items():
+            if value < 0:
+                raise SettingsError(f"{name} must be >= 0, got {value}")
+        for name, value in {
+            "RIVULET_MAX_MESSAGES": self.max_messages,
+            "RIVULET_MAX_PROMPT_CHARS": self.max_prompt_chars,
+            "RIVULET_MAX_OUTPUT_TOKENS": self.max_output_tokens,
+        }.items():
+            if value <= 0:
+                raise SettingsError(f"{name} must be positive, got {value}")
+        self.model_allowlist()  # raises on a malformed RIVULET_MODELS
         if self.auth not in ("", "none"):
             raise SettingsError("RIVULET_AUTH must be none or unset")
         if (

@@ -45,6 +45,7 @@ __all__ = [
     "KeysError",
     "ReadTokens",
     "parse_keys",
+    "rate_limited",
     "require_read",
     "require_scope",
 ]
@@ -285,6 +286,17 @@ def require_scope(scope: str) -> Guard:
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         _auth(connection).require_scope(connection, scope)
+
+    return guard
+
+
+def rate_limited() -> Any:
+    """A Litestar guard: count this write against the caller's per-minute limit."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        from service.api.limits import identity_of
+
+        await connection.app.state.limits.check_rate(identity_of(connection))
 
     return guard
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +19,15 @@ from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
-from service.api.auth import Auth, require_read, require_scope
+from service.api.auth import Auth, rate_limited, require_read, require_scope
+from service.api.limits import Limits, identity_of
 from service.delivery import LiveSession
 from service.delivery.eventsource import event_frames, gap_frame
 from service.delivery.recorder import DeliveryRecorder
 from service.generation.jobs import (
     InvalidGeneration,
+    RequestLimits,
+    new_generation_id,
     parse_generation_request,
     stream_path,
     valid_id,
@@ -62,6 +66,8 @@ class GenerationState:
     settings: Settings
     draining: asyncio.Event
     telemetry: Telemetry
+    limits: Limits
+    request_limits: RequestLimits
 
 
 def _st(request: Request[Any, Any, Any]) -> GenerationState:
@@ -101,7 +107,7 @@ def _generation_stream(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     "/v1/generations",
     status_code=201,
     name="generations:create",
-    guards=[require_scope("generate")],
+    guards=[require_scope("generate"), rate_limited()],
 )
 async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Create a generation; 201 ``{id, events_url, stream_url}`` (200 for a known key)."""
@@ -116,9 +122,9 @@ async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
             body,
             default_provider=st.settings.provider_for_default,
             providers=list(st.generations.providers),
+            limits=st.request_limits,
         )
-        # The job carries this request's trace context to whichever worker runs it.
-        gen_id, created = await st.generations.create(gen_request, key, current_carrier())
+        gen_id, created = await _create_limited(request, st, gen_request, key)
     except InvalidGeneration as exc:
         return error_response(400, "INVALID_GENERATION", str(exc))
     except LogError as exc:
@@ -130,7 +136,7 @@ async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
     "/v1/generations/{gen_id:str}",
     status_code=200,
     name="generations:cancel",
-    guards=[require_scope("generate")],
+    guards=[require_scope("generate"), rate_limited()],
 )
 async def cancel_generation(request: Request[Any, Any, Any], gen_id: FromPath[str]) -> ASGIResponse:
     """Cancel from any replica: the stream ends with ``finish`` (``cancelled``)."""
@@ -150,6 +156,29 @@ async def cancel_generation(request: Request[Any, Any, Any], gen_id: FromPath[st
             return error_response(404, "GENERATION_NOT_FOUND", "no such generation")
         return log_error_response(exc)
     return _json(200, {"id": gen_id, "status": "cancelled", "final_offset": str(offset)})
+
+
+async def _create_limited(
+    request: Request[Any, Any, Any],
+    st: GenerationState,
+    gen_request: GenerationRequest,
+    key: str | None,
+) -> tuple[str, bool]:
+    """Create within the caller's concurrent-generation limit (the worker frees the slot)."""
+    owner = identity_of(request)
+    gen_id = new_generation_id()
+    await st.limits.take_generation(owner, gen_id)
+    try:
+        # The job carries this request's trace context to whichever worker runs it.
+        found, created = await st.generations.create(
+            gen_request, key, current_carrier(), gen_id=gen_id, owner=owner
+        )
+    except BaseException:
+        await st.limits.end_generation(owner, gen_id)
+        raise
+    if not created:
+        await st.limits.end_generation(owner, gen_id)  # an existing one was returned
+    return found, created
 
 
 def _resume_offset(request: Request[Any, Any, Any]) -> Offset:
@@ -192,6 +221,12 @@ async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
         return log_error_response(exc)
     grace = settings.cancel_without_reader
     presence_ttl = max(grace, 2 * settings.sse_heartbeat)
+    who, conn_id = identity_of(request), secrets.token_hex(8)
+    try:
+        await st.limits.take_connection(who, conn_id)
+    except BaseException:
+        await events.aclose()
+        raise
 
     async def alive() -> None:
         # Presence is advisory (it only feeds the no-reader cancel); never fail the stream.
@@ -211,6 +246,7 @@ async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
             on_alive=alive if grace > 0 else None,
             alive_every=presence_ttl / 3,
             recorder=recorder,
+            on_end=lambda: st.limits.end_connection(who, conn_id),
         ),
         headers=_SSE_HEADERS,
     )
@@ -228,7 +264,7 @@ async def generation_events(request: Request[Any, Any, Any], gen_id: FromPath[st
     return await _follow(request, gen_id)
 
 
-@get("/api/stream", name="generations:seed", guards=[require_scope("generate")])
+@get("/api/stream", name="generations:seed", guards=[require_scope("generate"), rate_limited()])
 async def seed_stream(request: Request[Any, Any, Any]) -> ASGIResponse:
     """The seed article's endpoint: ``?prompt=…&messageId=…`` creates the generation for that
     message id (or attaches to it) and streams it; reconnecting with the same messageId and
@@ -249,7 +285,7 @@ async def seed_stream(request: Request[Any, Any, Any]) -> ASGIResponse:
     if not gen_request.model:
         return error_response(400, "INVALID_GENERATION", "model is required for this provider")
     try:
-        gen_id, _ = await st.generations.create(gen_request, f"seed:{message_id}")
+        gen_id, _ = await _create_limited(request, st, gen_request, f"seed:{message_id}")
     except LogError as exc:
         return log_error_response(exc)
     return await _follow(request, gen_id)

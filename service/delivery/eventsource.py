@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 from litestar.response.sse import ServerSentEventMessage
 
 from service.delivery.live import EndReason, Heartbeat, LiveSession
 from service.delivery.recorder import DeliveryRecorder
+from service.delivery.tasks import spawn
 from service.log import Offset, ReadResult
 
 __all__ = ["event_frames", "gap_frame"]
@@ -60,6 +62,7 @@ async def event_frames(
     on_alive: Callable[[], Awaitable[None]] | None = None,
     alive_every: float = 10.0,
     recorder: DeliveryRecorder | None = None,
+    on_end: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> AsyncIterator[bytes]:
     """The bytes of one EventSource response, starting from an already-read first batch."""
     loop = asyncio.get_running_loop()
@@ -90,4 +93,6 @@ async def event_frames(
     finally:
         if recorder is not None:
             recorder.end(session.end_reason, session.position)
+        if on_end is not None:
+            spawn(on_end())  # may run in a cancelled context: never await here
         await events.aclose()

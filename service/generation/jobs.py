@@ -20,6 +20,7 @@ from service.generation.providers.base import GenerationRequest, Message
 __all__ = [
     "GenerationJob",
     "InvalidGeneration",
+    "RequestLimits",
     "new_generation_id",
     "parse_generation_request",
     "stream_path",
@@ -30,6 +31,16 @@ _PARAMS = frozenset({"max_tokens", "temperature", "top_p", "stop", "fake"})
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_MESSAGES = 256
 MAX_CHARS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """What one generation request may ask for (from settings)."""
+
+    max_messages: int = MAX_MESSAGES
+    max_chars: int = MAX_CHARS
+    max_tokens: int = 32768
+    models: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 class InvalidGeneration(ValueError):
@@ -59,6 +70,8 @@ class GenerationJob:
     request: GenerationRequest
     created_ms: int
     trace: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""
+    """Whose concurrent-generation slot this job holds (released when it ends)."""
 
     @property
     def path(self) -> str:
@@ -74,6 +87,7 @@ class GenerationJob:
                 "params": dict(self.request.params),
                 "created_ms": self.created_ms,
                 "trace": dict(self.trace),
+                "owner": self.owner,
             },
             separators=(",", ":"),
         ).encode()
@@ -87,14 +101,20 @@ class GenerationJob:
             messages=tuple(Message(m["role"], m["content"]) for m in body["messages"]),
             params=body.get("params") or {},
         )
-        return cls(body["id"], request, int(body["created_ms"]), body.get("trace") or {})
+        return cls(
+            body["id"],
+            request,
+            int(body["created_ms"]),
+            body.get("trace") or {},
+            str(body.get("owner") or ""),
+        )
 
 
-def _messages(raw: Any) -> Sequence[Message]:
+def _messages(raw: Any, limits: RequestLimits) -> Sequence[Message]:
     if not isinstance(raw, list) or not raw:
         raise InvalidGeneration("messages must be a non-empty list")
-    if len(raw) > MAX_MESSAGES:
-        raise InvalidGeneration(f"at most {MAX_MESSAGES} messages")
+    if len(raw) > limits.max_messages:
+        raise InvalidGeneration(f"at most {limits.max_messages} messages")
     out = []
     total = 0
     for i, m in enumerate(raw):
@@ -107,12 +127,12 @@ def _messages(raw: Any) -> Sequence[Message]:
             raise InvalidGeneration(f"messages[{i}].content must be a string")
         total += len(content)
         out.append(Message(role, content))
-    if total > MAX_CHARS:
-        raise InvalidGeneration(f"messages hold more than {MAX_CHARS} characters")
+    if total > limits.max_chars:
+        raise InvalidGeneration(f"messages hold more than {limits.max_chars} characters")
     return tuple(out)
 
 
-def _params(raw: Any) -> dict[str, Any]:
+def _params(raw: Any, limits: RequestLimits) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -123,6 +143,8 @@ def _params(raw: Any) -> dict[str, Any]:
     mt = raw.get("max_tokens")
     if mt is not None and (not isinstance(mt, int) or isinstance(mt, bool) or mt <= 0):
         raise InvalidGeneration("params.max_tokens must be a positive integer")
+    if mt is not None and mt > limits.max_tokens:
+        raise InvalidGeneration(f"params.max_tokens may be at most {limits.max_tokens}")
     for name in ("temperature", "top_p"):
         v = raw.get(name)
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
@@ -138,9 +160,14 @@ def _params(raw: Any) -> dict[str, Any]:
 
 
 def parse_generation_request(
-    body: Any, *, default_provider: str, providers: Sequence[str]
+    body: Any,
+    *,
+    default_provider: str,
+    providers: Sequence[str],
+    limits: RequestLimits | None = None,
 ) -> tuple[GenerationRequest, str | None]:
     """Validate a ``POST /v1/generations`` body; returns the request and idempotency key."""
+    limits = limits or RequestLimits()
     if not isinstance(body, dict):
         raise InvalidGeneration("body must be a JSON object")
     provider = body.get("provider") or default_provider
@@ -151,13 +178,18 @@ def parse_generation_request(
     model = body.get("model") or ("fake-1" if provider == "fake" else None)
     if not isinstance(model, str) or not model or len(model) > 256:
         raise InvalidGeneration("model must be a non-empty string (at most 256 characters)")
+    allowed = limits.models.get(provider)
+    if allowed is not None and model not in allowed:
+        raise InvalidGeneration(
+            f"model {model!r} is not allowed for {provider}; allowed: {sorted(allowed)}"
+        )
     key = body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
         raise InvalidGeneration("idempotency_key must be a string of 1 to 256 characters")
     request = GenerationRequest(
         provider=provider,
         model=model,
-        messages=_messages(body.get("messages")),
-        params=_params(body.get("params")),
+        messages=_messages(body.get("messages"), limits),
+        params=_params(body.get("params"), limits),
     )
     return request, key

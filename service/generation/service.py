@@ -36,12 +36,15 @@ class Generations:
         request: GenerationRequest,
         idempotency_key: str | None = None,
         trace: Mapping[str, str] | None = None,
+        *,
+        gen_id: str | None = None,
+        owner: str = "",
     ) -> tuple[str, bool]:
         """Create the stream, then enqueue the job; returns ``(id, created)``.
 
         With an idempotency key already bound, returns the bound generation instead.
         """
-        gen_id = new_generation_id()
+        gen_id = gen_id or new_generation_id()
         if idempotency_key is not None:
             existing = await self.queue.remember_key(idempotency_key, gen_id, self.idempotency_ttl)
             if existing is not None:
@@ -52,7 +55,7 @@ class Generations:
                 stream_path(gen_id),
                 StreamConfig(content_type=JSON, ttl_seconds=self.ttl_seconds),
             )
-            job = GenerationJob(gen_id, request, int(time.time() * 1000), dict(trace or {}))
+            job = GenerationJob(gen_id, request, int(time.time() * 1000), dict(trace or {}), owner)
             await self.queue.enqueue(gen_id, job.encode())
         except BaseException:
             # A client retrying with the same key after this failure must get a fresh

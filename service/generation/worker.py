@@ -31,7 +31,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,7 +156,9 @@ class Worker:
         settings: WorkerSettings,
         name: str | None = None,
         telemetry: Telemetry | None = None,
+        on_finished: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
+        self._on_finished = on_finished
         self._telemetry = telemetry or Telemetry.create()
         self._log = chunk_log
         self._queue = queue
@@ -286,6 +288,10 @@ class Worker:
                 return
             with contextlib.suppress(LeaseLost, LogError):
                 await self._queue.ack(job)
+            if self._on_finished is not None and gen.owner:
+                # Frees the owner's concurrent-generation slot (it also expires by itself).
+                with contextlib.suppress(Exception):
+                    await self._on_finished(gen.owner, gen.id)
             bound.info("generation.done", outcome=outcome)
 
     async def _heartbeat(self, job: Job) -> None:

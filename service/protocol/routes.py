@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import math
+import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,9 +26,11 @@ from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
 from service import jsonwire
-from service.api.auth import require_read, require_scope
+from service.api.auth import rate_limited, require_read, require_scope
+from service.api.limits import Limits, identity_of
 from service.delivery import EndReason, Heartbeat, LiveSession
 from service.delivery.recorder import DeliveryRecorder
+from service.delivery.tasks import spawn
 from service.log import (
     ZERO,
     ChunkLog,
@@ -68,6 +71,7 @@ class ProtocolState:
     settings: Settings
     telemetry: Telemetry
     draining: asyncio.Event = field(default_factory=asyncio.Event)
+    limits: Limits | None = None
     presence: Callable[[str], Awaitable[None]] | None = None
     """Called with a stream name whenever someone reads it (feeds the no-reader cancel)."""
 
@@ -211,7 +215,7 @@ def _path_stream(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return str(connection.path_params.get("path", "")).lstrip("/")
 
 
-_WRITE = [require_scope("streams:write")]
+_WRITE = [require_scope("streams:write"), rate_limited()]
 _READ = [require_read(_path_stream)]
 
 
@@ -365,7 +369,8 @@ async def read_stream(request: Request[Any, Any, Any], path: FromPath[str]) -> A
         cursor = query.get("cursor", [None])[-1]
         if start.now:
             if live == "sse":
-                return await _sse(st, name, (await st.log.touch(name)).next_offset, cursor)
+                tail = (await st.log.touch(name)).next_offset
+                return await _sse(st, name, tail, cursor, identity_of(request))
             return await _read_now(st, name, live, cursor)
         try:
             return await _read_from(st, request, name, start.offset, live, cursor)
@@ -391,7 +396,7 @@ async def _read_from(
 ) -> ASGIResponse | ASGIStreamingResponse:
     await st.touch(name)
     if live == "sse":
-        return await _sse(st, name, start, cursor)
+        return await _sse(st, name, start, cursor, identity_of(request))
     if live == "long-poll":
         return await _long_poll(st, name, start, cursor)
     result = await st.log.read(name, start, st.settings.read_max_bytes)
@@ -440,7 +445,7 @@ async def _long_poll(
 
 
 async def _sse(
-    st: ProtocolState, name: str, start: Offset, cursor: str | None
+    st: ProtocolState, name: str, start: Offset, cursor: str | None, who: str
 ) -> ASGIStreamingResponse:
     settings = st.settings
     session = LiveSession(
@@ -456,6 +461,13 @@ async def _sse(
     # The first batch is read before answering, so a missing stream or an offset behind
     # retention is a plain 404/410 rather than a 200 that ends at once.
     first = await anext(events)
+    conn_id = secrets.token_hex(8)
+    if st.limits is not None:
+        try:
+            await st.limits.take_connection(who, conn_id)
+        except BaseException:
+            await events.aclose()
+            raise
     recorder = DeliveryRecorder(st.telemetry, st.log, name, start, "durable-streams")
     await recorder.begin()
     kind = _kind(first.content_type) if isinstance(first, ReadResult) else "binary"
@@ -468,7 +480,8 @@ async def _sse(
     if kind == "binary":
         out[h.SSE_ENCODING] = "base64"
     return ASGIStreamingResponse(
-        iterator=_sse_frames(session, first, events, kind, cursor, recorder, st), headers=out
+        iterator=_sse_frames(session, first, events, kind, cursor, recorder, st, (who, conn_id)),
+        headers=out,
     )
 
 
@@ -480,6 +493,7 @@ async def _sse_frames(
     cursor: str | None,
     recorder: DeliveryRecorder,
     st: ProtocolState,
+    connection: tuple[str, str],
 ) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     next_touch = loop.time() + 10.0
@@ -508,6 +522,8 @@ async def _sse_frames(
         await recorder.relink()
     finally:
         recorder.end(session.end_reason, session.position)
+        if st.limits is not None:
+            spawn(st.limits.end_connection(*connection))  # never await in a cancelled finally
         await events.aclose()
         if session.end_reason in (EndReason.BACKEND_ERROR, EndReason.GAP):
             log.warning(

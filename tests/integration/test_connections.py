@@ -97,6 +97,7 @@ def test_thousand_live_readers_share_a_bounded_number_of_redis_connections(
         env = {
             "REDIS_URL": redis_url,
             "RIVULET_REDIS_MAX_CONNECTIONS": str(POOL),
+            "RIVULET_MAX_SSE_PER_CLIENT": "0",  # all 1,000 readers share one address
             "RIVULET_LOG_LEVEL": "warning",
         }
         with rivulet_serve(tmp_path, env, name="fanout") as server:
