@@ -26,6 +26,7 @@ from service.api.auth import Auth
 from service.api.demo import demo_handlers
 from service.api.generations import GenerationState, generation_handlers
 from service.api.limits import Limits, MemoryLimitStore, RedisLimitStore
+from service.api.openapi import openapi_handlers
 from service.generation.jobs import RequestLimits
 from service.generation.open import open_queue, worker_settings
 from service.generation.providers.registry import build_providers
@@ -298,6 +299,7 @@ def create_app(
             *health_handlers(),
             _metrics_handler(telemetry),
             *demo_handlers(),
+            *openapi_handlers(),
             *generation_handlers(),
             *stream_handlers(),
         ],

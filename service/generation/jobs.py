@@ -121,7 +121,7 @@ def _messages(raw: Any, limits: RequestLimits) -> Sequence[Message]:
         if not isinstance(m, dict):
             raise InvalidGeneration(f"messages[{i}] must be an object")
         role, content = m.get("role"), m.get("content")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise InvalidGeneration(f"messages[{i}].role must be one of {sorted(_ROLES)}")
         if not isinstance(content, str):
             raise InvalidGeneration(f"messages[{i}].content must be a string")

@@ -168,6 +168,7 @@ async def test_an_error_after_the_first_token_ends_with_an_error_event(client) -
         ({}, "messages"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "role"),
+        ({"messages": [{"role": {"a": 1}, "content": "x"}]}, "role"),  # found by schemathesis
         ({"messages": MESSAGES, "provider": "nope"}, "provider"),
         ({"messages": MESSAGES, "params": {"max_tokens": -1}}, "max_tokens"),
         ({"messages": MESSAGES, "params": {"seed": 1}}, "unknown params"),
