@@ -26,7 +26,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,11 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from service.log import LogError
 from service.telemetry import get_logger
 
 __all__ = [
+    "PUBLIC_ANNOTATION",
     "SCOPES",
     "ApiKey",
     "Auth",
@@ -258,11 +260,19 @@ class Auth:
         if not key.allows(scope):
             raise PermissionDeniedException(f"this API key lacks the {scope!r} scope")
 
-    def require_read(self, connection: ASGIConnection[Any, Any, Any, Any], stream: str) -> None:
-        """Allow a read token for ``stream``, or an API key with ``read`` (or open mode)."""
+    async def require_read(
+        self,
+        connection: ASGIConnection[Any, Any, Any, Any],
+        stream: str,
+        is_public: Callable[[str], Awaitable[bool]],
+    ) -> None:
+        """Allow a read token for ``stream``, an API key with ``read``, a public-read stream
+        (looked up only when no credentials came), or open mode."""
         if self.open:
             return
         token = connection.query_params.get("token") or self._bearer(connection)
+        if token is None and await is_public(stream):
+            return
         if token and token.startswith(ReadTokens.PREFIX):
             if self.tokens.verify(token, stream):
                 return
@@ -301,10 +311,24 @@ def rate_limited() -> Any:
     return guard
 
 
-def require_read(stream_of: Callable[[ASGIConnection[Any, Any, Any, Any]], str]) -> Guard:
-    """A Litestar guard: a read token for the request's stream, or a key with ``read``."""
+PUBLIC_ANNOTATION = "public-read"
+"""Stream annotation marking a stream anyone may read (set at creation by a writer)."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        _auth(connection).require_read(connection, stream_of(connection))
+
+def require_read(stream_of: Callable[[ASGIConnection[Any, Any, Any, Any]], str]) -> Any:
+    """A Litestar guard: a read token for the request's stream, a key with ``read``, or a
+    public-read stream."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        chunk_log = connection.app.state.protocol.log
+
+        async def is_public(stream: str) -> bool:
+            try:
+                value: str | None = await chunk_log.annotation(stream, PUBLIC_ANNOTATION)
+            except (LogError, ValueError):
+                return False  # missing stream etc.: the handler answers that properly
+            return value == "true"
+
+        await _auth(connection).require_read(connection, stream_of(connection), is_public)
 
     return guard

@@ -19,7 +19,7 @@ from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
-from service.api.auth import Auth, rate_limited, require_read, require_scope
+from service.api.auth import PUBLIC_ANNOTATION, Auth, rate_limited, require_read, require_scope
 from service.api.limits import Limits, identity_of
 from service.delivery import LiveSession
 from service.delivery.eventsource import event_frames, gap_frame
@@ -125,6 +125,8 @@ async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
             limits=st.request_limits,
         )
         gen_id, created = await _create_limited(request, st, gen_request, key)
+        if created and isinstance(body, dict) and body.get("public_read") is True:
+            await st.generations.log.annotate(stream_path(gen_id), PUBLIC_ANNOTATION, "true")
     except InvalidGeneration as exc:
         return error_response(400, "INVALID_GENERATION", str(exc))
     except LogError as exc:

@@ -103,6 +103,7 @@ def openapi_document() -> dict[str, Any]:
                 _header("Stream-Forked-From"),
                 _header("Stream-Fork-Offset"),
                 _header("Stream-Fork-Sub-Offset"),
+                _header("Stream-Public-Read", {"type": "string", "enum": ["true", "false"]}),
             ],
             "requestBody": {"required": False, "content": _ANY_BODY},
             "responses": {
@@ -214,6 +215,7 @@ def openapi_document() -> dict[str, Any]:
                                             },
                                         },
                                         "idempotency_key": _NONEMPTY,
+                                        "public_read": {"type": "boolean"},
                                     },
                                 }
                             }

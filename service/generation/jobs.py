@@ -183,6 +183,8 @@ def parse_generation_request(
         raise InvalidGeneration(
             f"model {model!r} is not allowed for {provider}; allowed: {sorted(allowed)}"
         )
+    if not isinstance(body.get("public_read", False), bool):
+        raise InvalidGeneration("public_read must be true or false")
     key = body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
         raise InvalidGeneration("idempotency_key must be a string of 1 to 256 characters")

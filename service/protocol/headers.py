@@ -108,8 +108,8 @@ def format_expires_at(ms: int) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def parse_closed(raw: str | None) -> bool:
-    """``Stream-Closed``: only ``true`` (any case) closes; ``false`` or absent does not."""
+def parse_closed(raw: str | None, *, header: str = CLOSED) -> bool:
+    """A boolean header such as ``Stream-Closed``: ``true``/``false`` (any case), or absent."""
     if raw is None:
         return False
     value = raw.strip().lower()
@@ -117,7 +117,7 @@ def parse_closed(raw: str | None) -> bool:
         return True
     if value == "false":
         return False
-    raise BadRequest(f"{CLOSED} must be true or false")
+    raise BadRequest(f"{header} must be true or false")
 
 
 def _bounded_int(name: str, raw: str) -> int:

@@ -26,7 +26,7 @@ from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
 from service import jsonwire
-from service.api.auth import rate_limited, require_read, require_scope
+from service.api.auth import PUBLIC_ANNOTATION, rate_limited, require_read, require_scope
 from service.api.limits import Limits, identity_of
 from service.delivery import EndReason, Heartbeat, LiveSession
 from service.delivery.recorder import DeliveryRecorder
@@ -53,6 +53,8 @@ from service.telemetry import Telemetry, get_logger
 __all__ = ["STREAM_ROOT", "ProtocolState", "stream_handlers"]
 
 STREAM_ROOT = "/v1/stream"
+PUBLIC_READ = "Stream-Public-Read"
+"""Extension header on PUT: ``true`` lets anyone read the stream without a key or token."""
 READ_ONLY_PREFIX = "generations/"
 """Generation streams are written only by their worker (and cancel): read-only here."""
 _MAX_NAME = 1024
@@ -251,7 +253,10 @@ async def create_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
             closed=closed,
             fork=fork,
         )
+        public = h.parse_closed(hdrs.get(PUBLIC_READ), header=PUBLIC_READ)
         info, created = await st.log.create(name, config, items)
+        if created and public:
+            await st.log.annotate(name, PUBLIC_ANNOTATION, "true")
     except _ReadOnly:
         return _read_only()
     except h.BadRequest as exc:

@@ -188,3 +188,24 @@ def test_keys_are_validated_with_clear_messages() -> None:
         ["generate", "read"],
     ]
     assert json.dumps([k.fingerprint for k in keys])  # fingerprints, never keys, for logs
+
+
+async def test_public_read_streams_are_readable_without_credentials(client) -> None:
+    headers = {**TEXT, **bearer(WRITER)}
+    r = await client.put(
+        "/v1/stream/pub", content=b"P", headers={**headers, "stream-public-read": "true"}
+    )
+    assert r.status_code == 201
+    assert (await client.put("/v1/stream/priv", content=b"X", headers=headers)).status_code == 201
+    assert (await client.get("/v1/stream/pub")).text == "P"
+    assert (await client.head("/v1/stream/pub")).status_code == 200
+    _denied(await client.get("/v1/stream/priv"), 401)
+    # Public-read never means public-write, and a bad token is still refused.
+    _denied(await client.post("/v1/stream/pub", content=b"x", headers=TEXT), 401)
+    _denied(await client.get("/v1/stream/pub", params={"token": "v1.bad.token"}), 401)
+    r = await client.put("/v1/stream/bad", headers={**headers, "stream-public-read": "maybe"})
+    assert r.status_code == 400
+    body = {**BODY, "public_read": True}
+    gen = (await client.post("/v1/generations", json=body, headers=bearer(GEN))).json()
+    r = await client.get(f"/v1/generations/{gen['id']}/events")
+    assert r.status_code == 200
