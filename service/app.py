@@ -185,6 +185,7 @@ def create_app(
         max_sse=settings.max_sse_per_client,
         generation_ttl=float(settings.generation_ttl),
         sse_ttl=settings.sse_max_duration + 60,
+        max_streams=settings.max_streams_per_key,
     )
     request_limits = RequestLimits(
         max_messages=settings.max_messages,

@@ -300,6 +300,14 @@ class Settings:
             "0 disables. Behind a proxy, set FORWARDED_ALLOW_IPS so client addresses are real.",
         ),
     )
+    max_streams_per_key: int = field(
+        default=10000,
+        metadata=_doc(
+            "RIVULET_MAX_STREAMS_PER_KEY",
+            "Durable Streams one API key (or client address) may hold at once: a slot per "
+            "created stream, freed by DELETE or when its TTL (else 24 h) runs out; 0 disables.",
+        ),
+    )
     max_messages: int = field(
         default=256,
         metadata=_doc("RIVULET_MAX_MESSAGES", "Most messages one generation request may carry."),
@@ -437,6 +445,7 @@ class Settings:
             "RIVULET_RATE_LIMIT": self.rate_limit,
             "RIVULET_MAX_CONCURRENT_GENERATIONS": self.max_concurrent_generations,
             "RIVULET_MAX_SSE_PER_CLIENT": self.max_sse_per_client,
+            "RIVULET_MAX_STREAMS_PER_KEY": self.max_streams_per_key,
         }.items():
             if value < 0:
                 raise SettingsError(f"{name} must be >= 0, got {value}")

@@ -180,6 +180,7 @@ class Limits:
     max_sse: int
     generation_ttl: float
     sse_ttl: float
+    max_streams: int = 0
 
     async def check_rate(self, identity: str) -> None:
         """Count a write request; 429 past ``rate_per_minute``."""
@@ -203,6 +204,18 @@ class Limits:
     async def end_generation(self, identity: str, gen_id: str) -> None:
         if self.max_generations > 0:
             await self.store.release(f"g:{identity}", gen_id)
+
+    async def take_stream(self, identity: str, stream: str, ttl: float | None) -> None:
+        """Hold a slot for a newly created stream (until deleted, or its TTL, else a day)."""
+        if self.max_streams <= 0:
+            return
+        ok = await self.store.acquire(f"st:{identity}", stream, self.max_streams, ttl or 86400.0)
+        if not ok:
+            raise _too_many(f"more than {self.max_streams} streams for this key", 60.0)
+
+    async def end_stream(self, identity: str, stream: str) -> None:
+        if self.max_streams > 0:
+            await self.store.release(f"st:{identity}", stream)
 
     async def take_connection(self, identity: str, conn_id: str) -> None:
         """Hold one of ``max_sse`` live-reader connections."""

@@ -129,6 +129,14 @@ def _read_only() -> ASGIResponse:
     )
 
 
+async def _exists(st: ProtocolState, name: str) -> bool:
+    try:
+        await st.log.info(name)
+    except LogError:
+        return False
+    return True
+
+
 def _source_name(raw: str | None) -> str | None:
     """``Stream-Forked-From`` names a stream by URL path (or full URL) under this server."""
     if raw is None:
@@ -254,7 +262,20 @@ async def create_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
             fork=fork,
         )
         public = h.parse_closed(hdrs.get(PUBLIC_READ), header=PUBLIC_READ)
-        info, created = await st.log.create(name, config, items)
+        who = identity_of(request)
+        limits = st.limits
+        # Only a stream this request may create takes one of the key's stream slots.
+        counted = limits is not None and limits.max_streams > 0 and not await _exists(st, name)
+        if counted and limits is not None:
+            await limits.take_stream(who, name, float(ttl) if ttl else None)
+        try:
+            info, created = await st.log.create(name, config, items)
+        except BaseException:
+            if counted and limits is not None:
+                await limits.end_stream(who, name)
+            raise
+        if counted and not created and limits is not None:
+            await limits.end_stream(who, name)  # someone else created it meanwhile
         if created and public:
             await st.log.annotate(name, PUBLIC_ANNOTATION, "true")
     except _ReadOnly:
@@ -346,6 +367,8 @@ async def delete_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
     try:
         name = _writable(_stream_name(path))
         await st.log.delete(name)
+        if st.limits is not None:
+            await st.limits.end_stream(identity_of(request), name)
     except _ReadOnly:
         return _read_only()
     except h.BadRequest as exc:

@@ -31,6 +31,7 @@ SERVER_ENV = {
     "RIVULET_CORS_ORIGINS": "*",
     # The suite makes thousands of writes a minute from one address.
     "RIVULET_RATE_LIMIT": "0",
+    "RIVULET_MAX_STREAMS_PER_KEY": "0",
 }
 
 

@@ -41,6 +41,7 @@ def _replicas(redis_url: str, **limits: Any) -> tuple[Any, Any]:
         "rate_limit": 0,
         "max_concurrent_generations": 0,
         "max_sse_per_client": 0,
+        "max_streams_per_key": 0,
         **limits,
     }
     return create_app(Settings(**base, workers=1)), create_app(Settings(**base, workers=0))
@@ -129,3 +130,16 @@ async def test_request_limits_and_model_allowlist() -> None:
             assert r.status_code == 400, body
             assert reason in r.json()["error"]["message"]
         assert (await client.post("/v1/generations", json={"messages": msg})).status_code == 201
+
+
+async def test_streams_per_key_are_capped_and_freed_by_delete(redis_server: str) -> None:
+    app_a, app_b = _replicas(redis_server, max_streams_per_key=2)
+    async with AsyncTestClient(app_a) as a, AsyncTestClient(app_b) as b:
+        headers = {**TEXT, **bearer(ADMIN)}
+        assert (await a.put("/v1/stream/s1", headers=headers)).status_code == 201
+        assert (await b.put("/v1/stream/s2", headers=headers)).status_code == 201
+        assert (await b.put("/v1/stream/s1", headers=headers)).status_code == 200  # idempotent
+        _throttled(await a.put("/v1/stream/s3", headers=headers))
+        assert (await b.put("/v1/stream/s3", headers={**TEXT, **bearer(OTHER)})).status_code == 201
+        assert (await a.delete("/v1/stream/s1", headers=bearer(ADMIN))).status_code == 204
+        assert (await b.put("/v1/stream/s3b", headers=headers)).status_code == 201
