@@ -22,10 +22,8 @@ from typing import Any, Final, Protocol
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import TooManyRequestsException
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.log import BackendUnavailable
+from service.log.redis_errors import unavailable
 
 __all__ = ["LimitStore", "Limits", "MemoryLimitStore", "RedisLimitStore", "identity_of"]
 
@@ -134,8 +132,11 @@ class RedisLimitStore:
         # Limits live in the same Redis as the log: unreachable means 503, like every write.
         try:
             return await awaitable
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise BackendUnavailable(f"limit store unavailable: {type(exc).__name__}") from None
+        except Exception as exc:
+            mapped = unavailable(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
 
     async def hit(self, bucket: str, limit: int, window: float) -> float | None:
         script = self._hit(keys=[self._prefix + bucket], args=[limit, int(window * 1000)])

@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import math
 from typing import Any, Final, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from redis import exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -53,6 +53,7 @@ from redis.commands.core import AsyncScript
 
 from service.generation.queue import Job, LeaseLost
 from service.log.base import BackendUnavailable
+from service.log.redis_errors import redact_url, unavailable
 from service.telemetry import get_logger
 
 __all__ = ["RedisJobQueue"]
@@ -66,19 +67,6 @@ _PARKED_IDLE_MS: Final = 365 * 24 * 3600 * 1000
 _PEL_SCAN: Final = 1000
 """How many in-progress jobs the claim script inspects for the next lease lapse."""
 
-# Replies that mean "Redis can't serve this right now", not "this request is wrong".
-_TRANSIENT_REPLIES: Final = (
-    "OOM",
-    "READONLY",
-    "LOADING",
-    "BUSY",
-    "MASTERDOWN",
-    "CLUSTERDOWN",
-    "TRYAGAIN",
-    "NOREPLICAS",
-    "MISCONF",
-    "NOPERM",
-)
 
 # KEYS[1] jobs stream. ARGV: group, worker, lease ms, PEL scan limit.
 # Reply {1, entry id, {field, value, ...}, delivery count} for a reclaimed job, or {0, ms}: no
@@ -158,23 +146,6 @@ return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 """
 
 _log = get_logger("service.generation.queue_redis")
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-def _unavailable(exc: BaseException) -> BackendUnavailable | None:
-    """The BackendUnavailable an exception from redis-py means, or None for a real bug."""
-    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | TimeoutError | OSError):
-        return BackendUnavailable(f"Redis is unavailable: {exc}")
-    if isinstance(exc, rex.ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES):
-        return BackendUnavailable(f"Redis can't serve the request: {exc}")
-    return None
 
 
 def _no_group(exc: BaseException) -> bool:
@@ -261,12 +232,12 @@ class RedisJobQueue:
         return self._redis
 
     async def start(self) -> None:
-        where = _redact(self._url)
+        where = redact_url(self._url)
         try:
             await self._redis.ping()
             await self._reader.ping()  # the dedicated connection must work too
         except Exception as exc:
-            if _unavailable(exc) is None:
+            if unavailable(exc) is None:
                 raise
             raise BackendUnavailable(f"Redis at {where} is unreachable: {exc}") from exc
         try:
@@ -274,7 +245,7 @@ class RedisJobQueue:
             for script in self._scripts.values():
                 script.sha = await self._redis.script_load(script.script)
         except Exception as exc:
-            if _unavailable(exc) is None and not isinstance(exc, rex.ResponseError):
+            if unavailable(exc) is None and not isinstance(exc, rex.ResponseError):
                 raise
             raise BackendUnavailable(f"Redis at {where} can't hold the job queue: {exc}") from exc
 
@@ -286,7 +257,7 @@ class RedisJobQueue:
             for worker in sorted(self._workers):
                 await self._scripts["forget"](keys=[self._stream], args=[self._group, worker])
         except Exception as exc:
-            if _unavailable(exc) is None and not isinstance(exc, rex.ResponseError):
+            if unavailable(exc) is None and not isinstance(exc, rex.ResponseError):
                 raise
             _log.warning("queue.consumer_cleanup_failed", error=str(exc))
         self._workers.clear()
@@ -385,7 +356,7 @@ class RedisJobQueue:
                 if attempt == 1 and _no_group(exc):
                     await self._cmd(self._create_group())
                     continue
-                err = _unavailable(exc)
+                err = unavailable(exc)
                 if err is None:
                     raise
                 raise err from exc
@@ -444,7 +415,7 @@ class RedisJobQueue:
                 if attempt == 1 and _no_group(exc):
                     await self._cmd(self._create_group())
                     continue
-                err = _unavailable(exc)
+                err = unavailable(exc)
                 if err is None:
                     raise
                 raise err from exc
@@ -454,7 +425,7 @@ class RedisJobQueue:
         try:
             return await awaitable
         except Exception as exc:
-            err = _unavailable(exc)
+            err = unavailable(exc)
             if err is None:
                 raise
             raise err from exc

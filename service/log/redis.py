@@ -59,7 +59,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import msgspec
 from redis import exceptions as rex
@@ -94,6 +94,7 @@ from service.log.base import (
 )
 from service.log.hub import RESYNC, LiveHub, Notice
 from service.log.offsets import ZERO, Offset
+from service.log.redis_errors import redact_url, unavailable
 from service.log.rules import check_annotation, media_type, same_config
 from service.telemetry import get_logger
 
@@ -119,19 +120,6 @@ _SCRIPTS: Final = (
     "range",
     "read",
     "release",
-)
-# Replies that mean "Redis can't serve this right now", not "this request is wrong".
-_TRANSIENT_REPLIES: Final = (
-    "OOM",
-    "READONLY",
-    "LOADING",
-    "BUSY",
-    "MASTERDOWN",
-    "CLUSTERDOWN",
-    "TRYAGAIN",
-    "NOREPLICAS",
-    "MISCONF",
-    "NOPERM",
 )
 
 _log = get_logger("service.log.redis")
@@ -241,23 +229,6 @@ def _gen_ms(gen: bytes) -> int:
         return int(gen.split(b".", 1)[0])
     except ValueError:
         return 0
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-def _unavailable(exc: Exception) -> BackendUnavailable | None:
-    """The BackendUnavailable an exception from redis-py means, or None for a real bug."""
-    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
-        return BackendUnavailable(f"Redis is unavailable: {exc}")
-    if isinstance(exc, rex.ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES):
-        return BackendUnavailable(f"Redis can't serve the request: {exc}")
-    return None
 
 
 # -- notices -------------------------------------------------------------------------------
@@ -608,11 +579,11 @@ class RedisChunkLog:
     # -- lifecycle
 
     async def start(self) -> None:
-        where = _redact(self._url)
+        where = redact_url(self._url)
         try:
             await self._redis.ping()
         except Exception as exc:
-            if _unavailable(exc) is None:
+            if unavailable(exc) is None:
                 raise
             raise BackendUnavailable(f"Redis at {where} is unreachable: {exc}") from exc
         await self._check_policy(where)
@@ -696,7 +667,7 @@ class RedisChunkLog:
             try:
                 return cast("list[Any]", await script(keys=keys.stream, args=full))
             except Exception as exc:
-                err = _unavailable(exc)
+                err = unavailable(exc)
                 if err is None:
                     raise
                 if retry and attempt == 1 and not isinstance(exc, rex.ResponseError):
@@ -708,7 +679,7 @@ class RedisChunkLog:
         try:
             return await awaitable
         except Exception as exc:
-            err = _unavailable(exc)
+            err = unavailable(exc)
             if err is None:
                 raise
             raise err from exc
@@ -717,7 +688,7 @@ class RedisChunkLog:
         try:
             await awaitable
         except Exception as exc:
-            if _unavailable(exc) is None:
+            if unavailable(exc) is None:
                 raise
             _log.warning("log.index_update_failed", error=str(exc))
 
