@@ -30,6 +30,7 @@ from anthropic.types import (
 
 from service.generation.events import ContentDelta, ErrorKind, Finish, ProviderError, Usage
 from service.generation.providers.base import GenerationRequest, ProviderEvent
+from service.generation.providers.errors import kind_for_status
 from service.telemetry import get_logger
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider"]
@@ -202,21 +203,10 @@ _ERROR_TYPES: dict[str, tuple[ErrorKind, bool]] = {
 def _kind(status: int, error_type: str | None) -> tuple[ErrorKind, bool]:
     if error_type in _ERROR_TYPES:
         return _ERROR_TYPES[error_type]
-    if status == 429:
-        return "rate_limited", True
-    if status >= 500:
-        return "overloaded", True
-    if status in (401, 403):
-        return "authentication", False
-    if status == 408:
-        return "timeout", True
-    if status in (400, 404, 413, 422):
-        return "invalid_request", False
     if status < 300:
         # An error event of a type we don't know, after the stream started: the provider's.
         return "provider_error", True
-    # 409 is a transient conflict the SDK itself would retry.
-    return "provider_error", status == 409
+    return kind_for_status(status)
 
 
 _TEXT: dict[str, str] = {

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator
 
 from service.generation.events import ContentDelta, Finish, ProviderError, Usage
 from service.generation.providers.base import GenerationRequest, ProviderEvent
+from service.generation.providers.errors import kind_for_status
 from service.generation.providers.fake_script import AttemptCounter, FakeParamsError, plan
 
 __all__ = ["FakeProvider"]
@@ -61,16 +62,5 @@ class FakeProvider:
 def _rejection(status: int | None) -> ProviderError:
     """What a call rejected before its first token raises: the kind the status would map to in
     the OpenAI/Anthropic adapters, so in-process and wire fakes fail alike."""
-    if status is None or status >= 500:
-        return ProviderError("overloaded", "The fake provider is overloaded.", retryable=True)
-    if status == 429:
-        return ProviderError("rate_limited", "The fake provider is rate limiting.", retryable=True)
-    if status in (401, 403):
-        return ProviderError("authentication", "The fake provider refused.", retryable=False)
-    if status == 408:
-        return ProviderError("timeout", "The fake provider timed out.", retryable=True)
-    if status in (400, 404, 413, 422):
-        return ProviderError("invalid_request", "The fake provider rejected it.", retryable=False)
-    return ProviderError(
-        "provider_error", f"The fake provider failed (HTTP {status}).", retryable=status == 409
-    )
+    kind, retryable = kind_for_status(503 if status is None else status)
+    return ProviderError(kind, f"The fake provider failed ({kind}).", retryable=retryable)

@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from service.generation.events import ContentDelta, ErrorKind, Finish, ProviderError, Usage
 from service.generation.providers.base import GenerationRequest, ProviderEvent
+from service.generation.providers.errors import kind_for_status
 from service.telemetry import get_logger
 
 __all__ = ["OpenAIProvider"]
@@ -167,28 +168,13 @@ def _provider_error(exc: openai.OpenAIError) -> ProviderError:
         if status == 429 and code == "insufficient_quota":
             # Retrying cannot help until someone adds credit.
             return ProviderError("rate_limited", "OpenAI quota exceeded.", retryable=False)
-        kind, retryable = _kind_for_status(status)
+        kind, retryable = kind_for_status(status)
         return ProviderError(kind, _message(kind, status, code or error_type), retryable=retryable)
     if isinstance(exc, openai.APIError):
         # An error object inside the event stream, after the response had started.
         kind, retryable = _kind_for_error_type(f"{error_type or ''} {code or ''}")
         return ProviderError(kind, _message(kind, None, code or error_type), retryable=retryable)
     return ProviderError("provider_error", "The OpenAI call failed.", retryable=False)
-
-
-def _kind_for_status(status: int) -> tuple[ErrorKind, bool]:
-    if status == 429:
-        return "rate_limited", True
-    if status >= 500:
-        return "overloaded", True
-    if status in (401, 403):
-        return "authentication", False
-    if status == 408:
-        return "timeout", True
-    if status in (400, 404, 413, 422):
-        return "invalid_request", False
-    # 409 is a transient conflict the SDK itself would retry.
-    return "provider_error", status == 409
 
 
 def _kind_for_error_type(text: str) -> tuple[ErrorKind, bool]:
