@@ -64,7 +64,7 @@ class Metrics:
         self.delivery_lag = meter.create_histogram(
             "rivulet.delivery.lag",
             unit="s",
-            description="Time from an entry's append to its write to a reader's socket.",
+            description="Append-to-socket-write time of the oldest entry in each written batch.",
             explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
         )
         self.generation_duration = meter.create_histogram(

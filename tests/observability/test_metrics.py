@@ -94,7 +94,8 @@ async def test_metrics_families_exist_and_values_move() -> None:
     assert delta["rivulet_log_appends_total"] >= 1
     assert delta["rivulet_log_errors_total"] == 1
     assert delta["gen_ai_client_token_usage_count"] == 2  # input and output
-    assert delta["rivulet_delivery_lag_seconds_count"] == 6
+    # One lag observation per written batch (1 to 6 batches, depending on timing).
+    assert 1 <= delta["rivulet_delivery_lag_seconds_count"] <= 6
     assert _total(after, "rivulet_generations_total", rivulet_generation_outcome="finished") == 1
     assert _total(after, "rivulet_sse_connections_active") == 0  # opened and closed again
     assert _total(before, "rivulet_generations_total") == 0
