@@ -119,8 +119,14 @@ class _Writer:
         # "that one landed", not "this one did", and ours must be sent again.
         self._uncertain = False
 
+    async def fence(self) -> None:
+        """Claim this epoch with an empty producer append (seq 0)."""
+        await self._append([])
+
     async def write(self, events: list[Event], *, close: bool = False) -> None:
-        items = [encode_event(e) for e in events]
+        await self._append([encode_event(e) for e in events], close=close)
+
+    async def _append(self, items: list[bytes], *, close: bool = False) -> None:
         while True:
             producer = Producer(self._id, self._epoch, self._seq)
             was_uncertain, self._uncertain = self._uncertain, True
@@ -128,7 +134,11 @@ class _Writer:
             for attempt in range(_APPEND_RETRIES):
                 try:
                     result = await self._log.append(
-                        self._path, items, content_type=JSON, producer=producer, close=close
+                        self._path,
+                        items,
+                        content_type=JSON if items else None,
+                        producer=producer,
+                        close=close,
                     )
                     break
                 except BackendUnavailable:
@@ -332,6 +342,16 @@ class Worker:
                     writer, ErrorEvent("worker_lost", "the generation failed repeatedly")
                 )
             return "too_many_attempts"
+        if job.attempt > 1:
+            # Fence the predecessor *before* reading what it left, so nothing it might still
+            # append can slip between that read and our first write (a resumed answer would
+            # otherwise repeat it).
+            try:
+                await writer.fence()
+            except _Fenced as exc:
+                if not isinstance(exc.__cause__, StreamClosed):
+                    return "fenced"
+                # Already terminated (its worker died before acking): _prior says so.
         try:
             prior = await self._prior(gen)
         except (StreamNotFound, StreamGone):

@@ -253,7 +253,8 @@ class ChunkLog(Protocol):
         producer: Producer | None = None,
         close: bool = False,
     ) -> AppendResult:
-        """Append ``items`` (possibly none, when only closing) as one atomic step."""
+        """Append ``items`` as one atomic step. With no items: ``close`` only closes, and a
+        ``producer`` alone only claims its (epoch, seq), fencing older epochs."""
         ...
 
     async def read(self, path: str, after: Offset, max_bytes: int) -> ReadResult:

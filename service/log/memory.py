@@ -318,7 +318,10 @@ class MemoryChunkLog:
     ) -> AppendResult:
         s = self._live(path)
         close_only = close and not items
-        if not close_only and (
+        # A producer append of nothing only claims (epoch, seq): a successor fences its
+        # predecessor before reading what it left.
+        fence = not items and not close and producer is not None
+        if not (close_only or fence) and (
             content_type is None or not content_types_match(s.content_type, content_type)
         ):
             raise ContentTypeMismatch(path)
@@ -351,6 +354,13 @@ class MemoryChunkLog:
             s.last_seq = stream_seq
         if new_state is not None and producer is not None:
             s.producers[producer.id] = new_state
+        if fence:
+            return AppendResult(
+                next_offset=s.tail,
+                producer_epoch=None if producer is None else producer.epoch,
+                producer_seq=None if producer is None else producer.seq,
+                closed=s.closed,
+            )
         now = _now_ms()
         start = s.add(items, now)
         if close:

@@ -30,7 +30,9 @@ end
 local count = #ARGV - FIRST + 1
 local close = ARGV[4] == '1'
 local close_only = close and count == 0
-if not close_only and (ARGV[3] == '' or ARGV[3] ~= m.mt) then
+-- A producer append of nothing only claims (epoch, seq): a successor fences its predecessor.
+local fence = (not close) and count == 0 and ARGV[8] == '1'
+if not (close_only or fence) and (ARGV[3] == '' or ARGV[3] ~= m.mt) then
   return {'CTYPE', eff}
 end
 
@@ -75,6 +77,9 @@ end
 if has_producer then
   redis.call('HSET', P, pid, I(epoch) .. ':' .. I(pseq))
   stamp(P, m)
+end
+if fence then
+  return {'OK', eff, m.te, m.tb, m.closed}
 end
 
 local start_e, start_b = tonumber(m.te), tonumber(m.tb)
