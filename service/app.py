@@ -22,10 +22,10 @@ from opentelemetry.trace import Span
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api import EdgeMiddleware, health_handlers
-from service.api.auth import Auth
+from service.api.auth import PUBLIC_ANNOTATION, Auth
 from service.api.demo import demo_handlers
 from service.api.generations import GenerationState, generation_handlers
-from service.api.limits import Limits, MemoryLimitStore, RedisLimitStore
+from service.api.limits import Limits
 from service.api.openapi import openapi_handlers
 from service.generation.jobs import RequestLimits
 from service.generation.open import open_queue, worker_settings
@@ -34,6 +34,7 @@ from service.generation.queue import JobQueue
 from service.generation.service import Generations
 from service.generation.worker import Worker
 from service.log import ChunkLog, LogError, open_log
+from service.log.counters import MemoryLimitStore, RedisLimitStore
 from service.log.instrumented import InstrumentedChunkLog
 from service.protocol import ProtocolState, stream_handlers
 from service.protocol import headers as h
@@ -146,32 +147,28 @@ def create_app(
     """The ASGI application for ``settings`` (read from the environment when omitted)."""
     settings = settings or Settings.from_env()
     telemetry = telemetry or Telemetry.from_settings(settings)
+    chunk_log = InstrumentedChunkLog(chunk_log or open_log(settings), telemetry.metrics)
+
+    async def is_public(stream: str) -> bool:
+        try:
+            return await chunk_log.annotation(stream, PUBLIC_ANNOTATION) == "true"
+        except (LogError, ValueError):
+            return False  # a missing stream etc.: the handler answers that properly
+
     auth = Auth.from_settings(
         settings.api_keys,
         settings.api_keys_file,
         settings.read_token_secret,
         settings.read_token_ttl,
         open_mode=settings.auth_open,
+        is_public=is_public,
     )
-    chunk_log = InstrumentedChunkLog(chunk_log or open_log(settings), telemetry.metrics)
     queue = queue or open_queue(settings)
     providers = build_providers(
         openai_api_key=settings.openai_api_key,
         openai_base_url=settings.openai_base_url,
         anthropic_api_key=settings.anthropic_api_key,
         anthropic_base_url=settings.anthropic_base_url,
-    )
-    grace = settings.cancel_without_reader
-
-    async def presence(stream: str) -> None:
-        # A Durable Streams reader of a generation counts as a reader too.
-        await queue.touch_reader(stream.removeprefix("generations/"), max(grace, 30.0))
-
-    state = ProtocolState(
-        log=chunk_log,
-        settings=settings,
-        telemetry=telemetry,
-        presence=presence if grace > 0 else None,
     )
     generations = Generations(chunk_log, queue, providers, settings.generation_ttl)
     limits = Limits(
@@ -193,7 +190,18 @@ def create_app(
         max_tokens=settings.max_output_tokens,
         models=settings.model_allowlist(),
     )
-    state.limits = limits
+
+    async def presence(stream: str) -> None:
+        # A Durable Streams reader of a generation counts as a reader too.
+        await queue.touch_reader(stream.removeprefix("generations/"), settings.presence_ttl)
+
+    state = ProtocolState(
+        log=chunk_log,
+        settings=settings,
+        telemetry=telemetry,
+        limits=limits,
+        presence=presence if settings.cancel_without_reader > 0 else None,
+    )
     gen_state = GenerationState(
         generations, settings, state.draining, telemetry, limits, request_limits
     )

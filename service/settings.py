@@ -367,6 +367,14 @@ class Settings:
         return out
 
     @property
+    def presence_ttl(self) -> float:
+        """How long one reader's presence mark lasts; readers renew it every third of that.
+
+        At least two heartbeats, so an idle but connected reader never looks absent.
+        """
+        return max(self.cancel_without_reader, 2 * self.sse_heartbeat)
+
+    @property
     def auth_open(self) -> bool:
         """Whether requests are served without credentials (no keys configured)."""
         return not (self.api_keys or self.api_keys_file)

@@ -27,7 +27,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from service.log import LogError
 from service.telemetry import get_logger
 
 __all__ = [
@@ -46,6 +45,7 @@ __all__ = [
     "KeyRing",
     "KeysError",
     "ReadTokens",
+    "bearer",
     "parse_keys",
     "rate_limited",
     "require_read",
@@ -209,6 +209,17 @@ def _unb64(text: str) -> bytes:
         raise ValueError("bad base64") from None
 
 
+def bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The ``Authorization: Bearer`` value, if any (an API key or a read token)."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def _never_public(_: str) -> bool:
+    return False
+
+
 @dataclass(slots=True)
 class Auth:
     """The process's authorization decisions."""
@@ -216,6 +227,8 @@ class Auth:
     keys: KeyRing
     tokens: ReadTokens
     open: bool
+    is_public: Callable[[str], Awaitable[bool]] = field(default=_never_public)
+    """Whether a stream may be read without credentials (wired to the log by the app)."""
 
     @classmethod
     def from_settings(
@@ -226,6 +239,7 @@ class Auth:
         token_ttl: float,
         *,
         open_mode: bool,
+        is_public: Callable[[str], Awaitable[bool]] = _never_public,
     ) -> Auth:
         keys = KeyRing(api_keys, api_keys_file)
         secret = token_secret.encode() if token_secret else secrets.token_bytes(32)
@@ -235,18 +249,13 @@ class Auth:
                 detail="RIVULET_READ_TOKEN_SECRET is unset: read tokens work only on the "
                 "replica that issued them",
             )
-        return cls(keys, ReadTokens(secret, token_ttl), open_mode and not keys.enabled)
-
-    def _bearer(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-        header = connection.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+        return cls(keys, ReadTokens(secret, token_ttl), open_mode and not keys.enabled, is_public)
 
     def require_scope(self, connection: ASGIConnection[Any, Any, Any, Any], scope: str) -> None:
         """Allow only a valid API key with ``scope`` (or open mode)."""
         if self.open:
             return
-        presented = self._bearer(connection)
+        presented = bearer(connection)
         if presented is None:
             raise NotAuthorizedException(
                 "an API key is required (Authorization: Bearer <key>)",
@@ -261,17 +270,14 @@ class Auth:
             raise PermissionDeniedException(f"this API key lacks the {scope!r} scope")
 
     async def require_read(
-        self,
-        connection: ASGIConnection[Any, Any, Any, Any],
-        stream: str,
-        is_public: Callable[[str], Awaitable[bool]],
+        self, connection: ASGIConnection[Any, Any, Any, Any], stream: str
     ) -> None:
         """Allow a read token for ``stream``, an API key with ``read``, a public-read stream
         (looked up only when no credentials came), or open mode."""
         if self.open:
             return
-        token = connection.query_params.get("token") or self._bearer(connection)
-        if token is None and await is_public(stream):
+        token = connection.query_params.get("token") or bearer(connection)
+        if token is None and await self.is_public(stream):
             return
         if token and token.startswith(ReadTokens.PREFIX):
             if self.tokens.verify(token, stream):
@@ -320,15 +326,6 @@ def require_read(stream_of: Callable[[ASGIConnection[Any, Any, Any, Any]], str])
     public-read stream."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        chunk_log = connection.app.state.protocol.log
-
-        async def is_public(stream: str) -> bool:
-            try:
-                value: str | None = await chunk_log.annotation(stream, PUBLIC_ANNOTATION)
-            except (LogError, ValueError):
-                return False  # missing stream etc.: the handler answers that properly
-            return value == "true"
-
-        await _auth(connection).require_read(connection, stream_of(connection), is_public)
+        await _auth(connection).require_read(connection, stream_of(connection))
 
     return guard

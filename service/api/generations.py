@@ -222,7 +222,7 @@ async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
             return error_response(404, "GENERATION_NOT_FOUND", "no such generation")
         return log_error_response(exc)
     grace = settings.cancel_without_reader
-    presence_ttl = max(grace, 2 * settings.sse_heartbeat)
+    presence_ttl = settings.presence_ttl
     who, conn_id = identity_of(request), secrets.token_hex(8)
     try:
         await st.limits.take_connection(who, conn_id)

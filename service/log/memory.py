@@ -73,7 +73,6 @@ class _Stream:
     batch_left: list[int] = field(default_factory=list)
     tail: Offset = ZERO
     closed: bool = False
-    closed_by: Producer | None = None
     last_seq: str | None = None
     producers: dict[str, tuple[int, int]] = field(default_factory=dict)
     refs: int = 0
@@ -365,7 +364,6 @@ class MemoryChunkLog:
         start = s.add(items, now)
         if close:
             s.closed = True
-            s.closed_by = producer
         self._extend(s)
         ends = s.ends[len(s.ends) - len(items) :]
         chunks = tuple(Chunk(d, e, now) for d, e in zip(items, ends, strict=True))

@@ -129,14 +129,6 @@ def _read_only() -> ASGIResponse:
     )
 
 
-async def _exists(st: ProtocolState, name: str) -> bool:
-    try:
-        await st.log.info(name)
-    except LogError:
-        return False
-    return True
-
-
 def _source_name(raw: str | None) -> str | None:
     """``Stream-Forked-From`` names a stream by URL path (or full URL) under this server."""
     if raw is None:
@@ -263,19 +255,19 @@ async def create_stream(request: Request[Any, Any, Any], path: FromPath[str]) ->
         )
         public = h.parse_closed(hdrs.get(PUBLIC_READ), header=PUBLIC_READ)
         who = identity_of(request)
-        limits = st.limits
-        # Only a stream this request may create takes one of the key's stream slots.
-        counted = limits is not None and limits.max_streams > 0 and not await _exists(st, name)
-        if counted and limits is not None:
-            await limits.take_stream(who, name, float(ttl) if ttl else None)
+        # A new slot in the key's stream quota; renewing an existing one takes none, and a
+        # slot taken for a stream that turns out to exist already is given back.
+        taken = st.limits is not None and await st.limits.take_stream(
+            who, name, float(ttl) if ttl else None
+        )
         try:
             info, created = await st.log.create(name, config, items)
         except BaseException:
-            if counted and limits is not None:
-                await limits.end_stream(who, name)
+            if taken and st.limits is not None:
+                await st.limits.end_stream(who, name)
             raise
-        if counted and not created and limits is not None:
-            await limits.end_stream(who, name)  # someone else created it meanwhile
+        if taken and not created and st.limits is not None:
+            await st.limits.end_stream(who, name)
         if created and public:
             await st.log.annotate(name, PUBLIC_ANNOTATION, "true")
     except _ReadOnly:
@@ -524,7 +516,8 @@ async def _sse_frames(
     connection: tuple[str, str],
 ) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
-    next_touch = loop.time() + 10.0
+    touch_every = st.settings.presence_ttl / 3
+    next_touch = loop.time() + touch_every
     item: ReadResult | Heartbeat | None = first
     try:
         while item is not None:
@@ -544,7 +537,7 @@ async def _sse_frames(
                 yield frame
                 recorder.sent(item, len(frame))
             if loop.time() >= next_touch:
-                next_touch = loop.time() + 10.0
+                next_touch = loop.time() + touch_every
                 await st.touch(session.stream)
             item = await anext(events, None)
         await recorder.relink()
