@@ -198,15 +198,7 @@ async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
     except OffsetError:
         return error_response(400, "INVALID_OFFSET", "Last-Event-ID / offset is not an offset")
     gens = st.generations
-    session = LiveSession(
-        gens.log,
-        stream_path(gen_id),
-        start,
-        max_bytes=settings.read_max_bytes,
-        heartbeat=settings.sse_heartbeat,
-        max_duration=settings.sse_max_duration,
-        draining=st.draining,
-    )
+    session = LiveSession.configured(gens.log, stream_path(gen_id), start, settings, st.draining)
     events = session.__aiter__()
     try:
         first = await anext(events)

@@ -23,6 +23,7 @@ import asyncio
 import enum
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from service.log import (
     ChunkLog,
@@ -34,6 +35,9 @@ from service.log import (
     StreamGone,
     StreamNotFound,
 )
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 __all__ = ["EndReason", "Heartbeat", "LiveSession"]
 
@@ -86,6 +90,26 @@ class LiveSession:
         self.position = start
         self.earliest: Offset | None = None
         """Where the log now starts, when the session ended with a gap."""
+
+    @classmethod
+    def configured(
+        cls,
+        log: ChunkLog,
+        stream: str,
+        start: Offset,
+        settings: Settings,
+        draining: asyncio.Event,
+    ) -> LiveSession:
+        """A session with the page size, heartbeat and duration cap ``settings`` give."""
+        return cls(
+            log,
+            stream,
+            start,
+            max_bytes=settings.read_max_bytes,
+            heartbeat=settings.sse_heartbeat,
+            max_duration=settings.sse_max_duration,
+            draining=draining,
+        )
 
     async def __aiter__(self) -> AsyncGenerator[ReadResult | Heartbeat, None]:
         loop = asyncio.get_running_loop()

@@ -467,16 +467,7 @@ async def _long_poll(
 async def _sse(
     st: ProtocolState, name: str, start: Offset, cursor: str | None, who: str
 ) -> ASGIStreamingResponse:
-    settings = st.settings
-    session = LiveSession(
-        st.log,
-        name,
-        start,
-        max_bytes=settings.read_max_bytes,
-        heartbeat=settings.sse_heartbeat,
-        max_duration=settings.sse_max_duration,
-        draining=st.draining,
-    )
+    session = LiveSession.configured(st.log, name, start, st.settings, st.draining)
     events = session.__aiter__()
     # The first batch is read before answering, so a missing stream or an offset behind
     # retention is a plain 404/410 rather than a 200 that ends at once.
