@@ -8,23 +8,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.response import Response
-from litestar.response.base import ASGIResponse
 from litestar.types import Scope
-from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.trace import Span
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api import EdgeMiddleware, health_handlers
 from service.api.auth import PUBLIC_ANNOTATION, Auth
 from service.api.demo import demo_handlers
 from service.api.generations import GenerationState, generation_handlers
+from service.api.health import metrics_handler
 from service.api.limits import Limits
 from service.api.openapi import openapi_handlers
 from service.generation.jobs import RequestLimits
@@ -34,7 +32,6 @@ from service.generation.queue import JobQueue
 from service.generation.service import Generations
 from service.generation.worker import Worker
 from service.log import ChunkLog, LogError, open_log
-from service.log.counters import MemoryLimitStore, RedisLimitStore
 from service.log.instrumented import InstrumentedChunkLog
 from service.protocol import ProtocolState, stream_handlers
 from service.protocol import headers as h
@@ -125,18 +122,6 @@ def _redact_span_urls(span: Span, scope: dict[str, Any]) -> None:
         span.set_attribute("url.query", _redact_query(query))
 
 
-def _metrics_handler(telemetry: Telemetry) -> Any:
-    @get("/metrics", name="metrics", include_in_schema=False)
-    async def metrics() -> ASGIResponse:
-        """Prometheus text exposition of every metric."""
-        return ASGIResponse(
-            body=generate_latest(telemetry.registry),
-            headers={"content-type": CONTENT_TYPE_LATEST, "cache-control": "no-store"},
-        )
-
-    return metrics
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -171,19 +156,7 @@ def create_app(
         anthropic_base_url=settings.anthropic_base_url,
     )
     generations = Generations(chunk_log, queue, providers, settings.generation_ttl)
-    limits = Limits(
-        store=(
-            RedisLimitStore(settings.redis_url, settings.redis_key_prefix)
-            if settings.redis_url
-            else MemoryLimitStore()
-        ),
-        rate_per_minute=settings.rate_limit,
-        max_generations=settings.max_concurrent_generations,
-        max_sse=settings.max_sse_per_client,
-        generation_ttl=float(settings.generation_ttl),
-        sse_ttl=settings.sse_max_duration + 60,
-        max_streams=settings.max_streams_per_key,
-    )
+    limits = Limits.from_settings(settings)
     request_limits = RequestLimits(
         max_messages=settings.max_messages,
         max_chars=settings.max_prompt_chars,
@@ -217,15 +190,7 @@ def create_app(
         if settings.workers > 0
         else None
     )
-    if telemetry.tracing:
-        # One span per Redis command of the log and the queue (a script per log operation,
-        # never per chunk); arguments are sanitized to "EVALSHA ? ?" by the instrumentation.
-        for backend in (chunk_log, queue):
-            client = getattr(backend, "redis_client", None)
-            if client is not None:
-                RedisInstrumentor().instrument_client(
-                    client, tracer_provider=telemetry.tracer_provider
-                )
+    telemetry.instrument_redis(chunk_log, queue)
     depth: list[int | None] = [None]
     telemetry.metrics.observe_queue_depth(lambda: depth[0])
 
@@ -306,7 +271,7 @@ def create_app(
         plugins=plugins,
         route_handlers=[
             *health_handlers(),
-            _metrics_handler(telemetry),
+            metrics_handler(telemetry),
             *demo_handlers(),
             *openapi_handlers(),
             *generation_handlers(),

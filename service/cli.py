@@ -74,22 +74,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(_: argparse.Namespace) -> int:
-    import asyncio
-    import signal
+    import uvicorn
 
-    from service.generation.open import open_queue, worker_settings
-    from service.generation.providers.registry import build_providers
-    from service.generation.worker import Worker
-    from service.log import LogError, open_log
     from service.telemetry import configure_logging, get_logger
+    from service.worker_app import create_worker_app
 
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(serves_api=False)
     except SettingsError as exc:
         print(f"rivulet: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    logger = get_logger("service.cli")
     if settings.redis_url is None:
         print(
             "rivulet: `rivulet worker` needs REDIS_URL (the memory backend lives inside one "
@@ -97,37 +92,22 @@ def _worker(_: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-
-    async def run() -> int:
-        chunk_log = open_log(settings)
-        queue = open_queue(settings)
-        providers = build_providers(
-            openai_api_key=settings.openai_api_key,
-            openai_base_url=settings.openai_base_url,
-            anthropic_api_key=settings.anthropic_api_key,
-            anthropic_base_url=settings.anthropic_base_url,
-        )
-        try:
-            await chunk_log.start()
-            await queue.start()
-        except LogError as exc:
-            logger.error("worker.start_failed", error=str(exc))
-            return 1
-        worker = Worker(chunk_log, queue, providers, worker_settings(settings))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.stop_claiming)
-        try:
-            await worker.run()
-            await worker.stop()
-        finally:
-            for provider in providers.values():
-                await provider.aclose()
-            await queue.stop()
-            await chunk_log.stop()
-        return 0
-
-    return asyncio.run(run())
+    # Probes and metrics on RIVULET_HOST:RIVULET_PORT; the generations run in the lifespan, so
+    # SIGTERM stops claiming, gives running ones the shutdown grace, then hands them back.
+    config = uvicorn.Config(
+        create_worker_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    get_logger("service.cli").info("worker.start", host=settings.host, port=settings.port)
+    server.run()
+    return 0 if server.started else 1
 
 
 def _fake_provider(args: argparse.Namespace) -> int:
@@ -157,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", help="bind address (env RIVULET_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (env RIVULET_PORT, default 8080)")
     serve.set_defaults(func=_serve)
-    work = sub.add_parser("worker", help="run generation jobs only (needs REDIS_URL)")
+    work = sub.add_parser(
+        "worker", help="run generation jobs only, with /livez /readyz /metrics (needs REDIS_URL)"
+    )
     work.set_defaults(func=_worker)
     fake = sub.add_parser(
         "fake-provider",

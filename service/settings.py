@@ -408,8 +408,13 @@ class Settings:
         return "redis" if self.redis_url else "memory"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every setting; raise :class:`SettingsError` naming the variable."""
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, serves_api: bool = True
+    ) -> Settings:
+        """Read and validate every setting; raise :class:`SettingsError` naming the variable.
+
+        ``serves_api=False`` is the worker process: it serves only probes and metrics, so it
+        needs no API keys whatever address it binds."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in dataclasses.fields(cls):
@@ -419,10 +424,10 @@ class Settings:
                 continue
             values[f.name] = _parse(name, f.type, raw.strip())
         settings = cls(**values)  # type: ignore[arg-type]
-        settings.validate()
+        settings.validate(serves_api=serves_api)
         return settings
 
-    def validate(self) -> None:
+    def validate(self, *, serves_api: bool = True) -> None:
         """Check ranges and cross-field rules."""
         if not 0 < self.port < 65536:
             raise SettingsError(f"RIVULET_PORT must be 1..65535, got {self.port}")
@@ -468,7 +473,8 @@ class Settings:
         if self.auth not in ("", "none"):
             raise SettingsError("RIVULET_AUTH must be none or unset")
         if (
-            not (self.api_keys or self.api_keys_file)
+            serves_api
+            and not (self.api_keys or self.api_keys_file)
             and self.auth != "none"
             and not (is_loopback(self.host))
         ):

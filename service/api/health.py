@@ -1,4 +1,5 @@
-"""Kubernetes probes: ``/livez`` (the process serves HTTP) and ``/readyz`` (storage answers)."""
+"""Kubernetes probes: ``/livez`` (the process serves HTTP) and ``/readyz`` (storage answers);
+and ``/metrics`` (Prometheus text), which ``rivulet serve`` and ``rivulet worker`` both serve."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from typing import Any
 
 from litestar import Request, get
 from litestar.response import Response
+from litestar.response.base import ASGIResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.log import LogError
+from service.telemetry import Telemetry
 
-__all__ = ["health_handlers"]
+__all__ = ["health_handlers", "livez", "metrics_handler"]
 
 
 @get("/livez", name="health:live", cache_control=None, opt={"skip_access_log": True})
@@ -35,3 +39,17 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
 def health_handlers() -> list[Any]:
     """The probe routes."""
     return [livez, readyz]
+
+
+def metrics_handler(telemetry: Telemetry) -> Any:
+    """``GET /metrics``: the Prometheus text exposition of ``telemetry``'s registry."""
+
+    @get("/metrics", name="metrics", include_in_schema=False, opt={"skip_access_log": True})
+    async def metrics() -> ASGIResponse:
+        """Prometheus text exposition of every metric."""
+        return ASGIResponse(
+            body=generate_latest(telemetry.registry),
+            headers={"content-type": CONTENT_TYPE_LATEST, "cache-control": "no-store"},
+        )
+
+    return metrics

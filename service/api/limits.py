@@ -25,7 +25,8 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import TooManyRequestsException
 
 from service.api.auth import ReadTokens, bearer
-from service.log.counters import LimitStore, Slot
+from service.log.counters import LimitStore, MemoryLimitStore, RedisLimitStore, Slot
+from service.settings import Settings
 
 __all__ = ["Limits", "identity_of"]
 
@@ -52,6 +53,24 @@ class Limits:
     generation_ttl: float
     sse_ttl: float
     max_streams: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The limits ``settings`` ask for, counted in Redis when there is one (so they hold
+        across replicas and the worker processes that end generations)."""
+        return cls(
+            store=(
+                RedisLimitStore(settings.redis_url, settings.redis_key_prefix)
+                if settings.redis_url
+                else MemoryLimitStore()
+            ),
+            rate_per_minute=settings.rate_limit,
+            max_generations=settings.max_concurrent_generations,
+            max_sse=settings.max_sse_per_client,
+            generation_ttl=float(settings.generation_ttl),
+            sse_ttl=settings.sse_max_duration + 60,
+            max_streams=settings.max_streams_per_key,
+        )
 
     async def check_rate(self, identity: str) -> None:
         """Count a write request; 429 past ``rate_per_minute``."""

@@ -114,6 +114,19 @@ class Telemetry:
             record_content=settings.trace_content,
         )
 
+    def instrument_redis(self, *backends: object) -> None:
+        """With tracing on, one span per Redis command of each backend that has a client (a
+        script per log operation, never per chunk; the instrumentation sanitizes arguments to
+        ``EVALSHA ? ?``)."""
+        if self.tracer_provider is None:
+            return
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        for backend in backends:
+            client = getattr(backend, "redis_client", None)
+            if client is not None:
+                RedisInstrumentor().instrument_client(client, tracer_provider=self.tracer_provider)
+
     def shutdown(self) -> None:
         """Flush and stop exporters."""
         if self.tracer_provider is not None:

@@ -126,7 +126,7 @@ def test_slow_readers_cost_bounded_server_memory(
     # The generation runs in its own worker process, so the server's RSS is delivery only.
     with (
         rivulet_serve(tmp_path, {**env, "RIVULET_WORKERS": "0"}, name="backpressure") as server,
-        rivulet_command(tmp_path, ["worker"], env, "bp-worker", ready_path=None),
+        rivulet_command(tmp_path, ["worker"], env, "bp-worker"),
     ):
         grown, slow_events = asyncio.run(
             asyncio.wait_for(_scenario(server.url, server.proc.pid, redis_server), 240)

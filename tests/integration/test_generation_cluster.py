@@ -193,7 +193,7 @@ def test_a_worker_killed_mid_answer_leaves_exactly_one_terminal_event(
     with fake_provider(tmp_path) as fake:
         env = _env(redis_server, fake.url, RIVULET_LEASE_SECONDS="1.5")
         with rivulet_serve(tmp_path, {**env, "RIVULET_WORKERS": "0"}, name="api") as api:
-            with rivulet_command(tmp_path, ["worker"], env, "doomed", ready_path=None) as doomed:
+            with rivulet_command(tmp_path, ["worker"], env, "doomed") as doomed:
                 r = httpx.post(
                     f"{api.url}/v1/generations",
                     json={
@@ -212,7 +212,7 @@ def test_a_worker_killed_mid_answer_leaves_exactly_one_terminal_event(
                 os.kill(doomed.proc.pid, signal.SIGKILL)
                 doomed.proc.wait(5)
                 killed_at = time.monotonic()
-            with rivulet_command(tmp_path, ["worker"], env, "successor", ready_path=None):
+            with rivulet_command(tmp_path, ["worker"], env, "successor"):
                 events, ended = _events(f"{api.url}/v1/generations/{gen['id']}/events", None, None)
                 took = time.monotonic() - killed_at
     assert ended

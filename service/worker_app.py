@@ -1,0 +1,103 @@
+"""``create_worker_app``: the ``rivulet worker`` process — generations plus probes and metrics.
+
+A worker Deployment takes no API traffic, but Kubernetes still needs to know it is alive and
+connected, Prometheus still scrapes it, and its provider calls belong in the same traces as the
+API's. So the worker is a small ASGI app too: ``/livez``, ``/readyz`` (log and queue answer),
+``/metrics``, and a lifespan that runs the :class:`Worker` with the process's telemetry and
+releases each finished generation's concurrency slot (the limits live in Redis, shared with
+the API replicas that took them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, get
+from litestar.response import Response
+
+from service.api.health import livez, metrics_handler
+from service.api.limits import Limits
+from service.generation.open import open_queue, worker_settings
+from service.generation.providers.registry import build_providers
+from service.generation.worker import Worker
+from service.log import LogError, open_log
+from service.log.instrumented import InstrumentedChunkLog
+from service.settings import Settings
+from service.telemetry import Telemetry, get_logger
+
+__all__ = ["create_worker_app"]
+
+log = get_logger("service.worker")
+
+
+def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Litestar:
+    """The worker process for ``settings`` (which must name a Redis: workers share its queue)."""
+    if settings.redis_url is None:
+        raise ValueError("a worker process needs REDIS_URL")
+    telemetry = telemetry or Telemetry.from_settings(settings)
+    chunk_log = InstrumentedChunkLog(open_log(settings), telemetry.metrics)
+    queue = open_queue(settings)
+    limits = Limits.from_settings(settings)
+    providers = build_providers(
+        openai_api_key=settings.openai_api_key,
+        openai_base_url=settings.openai_base_url,
+        anthropic_api_key=settings.anthropic_api_key,
+        anthropic_base_url=settings.anthropic_base_url,
+    )
+    worker = Worker(
+        chunk_log,
+        queue,
+        providers,
+        worker_settings(settings),
+        telemetry=telemetry,
+        on_finished=limits.end_generation,
+    )
+    telemetry.instrument_redis(chunk_log, queue)
+
+    @get("/readyz", name="health:ready", opt={"skip_access_log": True})
+    async def readyz() -> Response[dict[str, Any]]:
+        """Ready when the log and the queue answer (both live in Redis)."""
+        try:
+            await chunk_log.ping()
+            depth = await queue.depth()
+        except LogError as exc:
+            return Response({"status": "unavailable", "error": str(exc)}, status_code=503)
+        return Response({"status": "ok", "active": worker.active, "queue_depth": depth})
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        try:
+            await chunk_log.start()
+            await queue.start()
+            await limits.store.start()
+        except LogError as exc:
+            log.error("worker.start_failed", error=str(exc))
+            raise
+        task = asyncio.create_task(worker.run(), name="worker")
+        log.info("worker.process_started", worker=worker.name, providers=sorted(providers))
+        try:
+            yield
+        finally:
+            # SIGTERM: claim nothing new; running generations get the shutdown grace, then go
+            # back to the queue for another worker (which resumes them after fencing this one).
+            await worker.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            for provider in providers.values():
+                await provider.aclose()
+            await queue.stop()
+            await limits.store.stop()
+            await chunk_log.stop()
+            telemetry.shutdown()
+            log.info("worker.process_stopped", worker=worker.name)
+
+    return Litestar(
+        route_handlers=[livez, readyz, metrics_handler(telemetry)],
+        lifespan=[lifespan],
+        openapi_config=None,
+    )
