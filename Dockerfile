@@ -5,6 +5,8 @@
 # runtime with only the virtualenv. The runtime runs as an unprivileged user, writes nothing
 # to its root filesystem (it works with readOnlyRootFilesystem: true; /tmp is the only
 # scratch space it may want), and has no HEALTHCHECK: Kubernetes probes /livez and /readyz.
+# checkov:skip=CKV_DOCKER_7:the base is pinned through this ARG (a version tag, never latest)
+# checkov:skip=CKV_DOCKER_2:no HEALTHCHECK on purpose: Kubernetes probes /livez and /readyz
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
