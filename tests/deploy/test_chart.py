@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -21,19 +20,20 @@ import yaml
 
 from service.settings import Settings
 from tests.deploy.chart_docs import VALUES, parse, table
-from tests.deploy.conftest import CHART, ROOT, load_docs, run, tool
+from tests.deploy.conftest import (
+    CHART,
+    CHECKOV_K8S_SKIPS,
+    K8S_VERSIONS,
+    ROOT,
+    kubernetes_validate,
+    load_docs,
+    node_env,
+    run,
+    tool,
+)
 
-K8S_VERSIONS = ["1.29.0", "1.33.0"]
 SCENARIOS = ["default", *sorted(p.stem for p in (CHART / "ci").glob("*-values.yaml"))]
-# The kinds rendered that are not Kubernetes built-ins: validate-crds checks them.
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 NAMESPACE = "rivulet"
-
-
-def _node_env() -> dict[str, str]:
-    node = ROOT / ".tmp" / "node" / "node_modules" / "node" / "bin"
-    path = f"{node}:{os.environ['PATH']}" if node.is_dir() else os.environ["PATH"]
-    return {**os.environ, "PATH": path}
 
 
 def _values_args(scenario: str) -> list[str]:
@@ -87,22 +87,6 @@ def test_helm_lint_strict(scenario: str) -> None:
     assert "0 chart(s) failed" in out
 
 
-def _kubernetes_validate(manifest: Path, version: str) -> list[str]:
-    """Problems kubernetes-validate finds. It exits 0 and only WARNs for an apiVersion/kind it
-    has no schema for; that counts as a problem unless the kind is a known CRD."""
-    proc = run(tool("kubernetes-validate"), "--strict", "-k", version, manifest, ok=False)
-    problems = [] if proc.returncode == 0 else [f"exit {proc.returncode}: {proc.stderr}"]
-    for line in (proc.stdout + proc.stderr).splitlines():
-        if line.startswith("INFO") and " passed for resource " in line:
-            continue
-        missing = re.search(r"Couldn't find schema for kind (\S+) with api version (\S+)", line)
-        if missing and (missing[2], missing[1]) in CRD_KINDS:
-            continue
-        if line.strip():
-            problems.append(line)
-    return problems
-
-
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_rendered_objects_match_kubernetes_schemas(
@@ -110,32 +94,32 @@ def test_rendered_objects_match_kubernetes_schemas(
 ) -> None:
     manifest = tmp_path / "chart.yaml"
     manifest.write_text(_render_text(*_values_args(scenario)))
-    assert _kubernetes_validate(manifest, version) == []
+    assert kubernetes_validate(manifest, version) == []
 
 
 def test_kubernetes_validate_check_rejects_unknown_api_and_bad_fields(tmp_path: Path) -> None:
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n")
-    assert any("Couldn't find schema" in p for p in _kubernetes_validate(unknown, "1.33.0"))
+    assert any("Couldn't find schema" in p for p in kubernetes_validate(unknown, "1.33.0"))
     removed = tmp_path / "removed.yaml"  # policy/v1beta1 PDBs are gone since 1.25
     removed.write_text(
         "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata: {name: p}\n"
         "spec: {maxUnavailable: 1, selector: {matchLabels: {a: b}}}\n"
     )
-    assert _kubernetes_validate(removed, "1.29.0") != []
+    assert kubernetes_validate(removed, "1.29.0") != []
     typo = tmp_path / "typo.yaml"
     typo.write_text(
         "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
         "spec: {ports: [{port: 80, targetPrt: 8080}]}\n"
     )
-    assert _kubernetes_validate(typo, "1.33.0") != []
+    assert kubernetes_validate(typo, "1.33.0") != []
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_custom_resources_match_their_crd_schemas(scenario: str, tmp_path: Path) -> None:
     manifest = tmp_path / "chart.yaml"
     manifest.write_text(_render_text(*_values_args(scenario)))
-    proc = run(tool("validate-crds"), manifest, ok=False, env=_node_env())
+    proc = run(tool("validate-crds"), manifest, ok=False, env=node_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -145,33 +129,19 @@ def test_crd_validation_rejects_a_bad_service_monitor(tmp_path: Path) -> None:
     monitor["spec"]["endpoints"][0]["interval"] = "every thirty seconds"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(monitor))
-    proc = run(tool("validate-crds"), bad, ok=False, env=_node_env())
+    proc = run(tool("validate-crds"), bad, ok=False, env=node_env())
     assert proc.returncode == 1
     assert "interval" in proc.stdout
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n")
-    assert run(tool("validate-crds"), unknown, ok=False, env=_node_env()).returncode == 1
-
-
-# Checkov findings accepted for the chart, each with its reason.
-CHECKOV_SKIPS = {
-    # The default follows the chart's appVersion tag so `helm install` works out of the box;
-    # `image.digest` pins by digest (the existing-secrets scenario renders that).
-    "CKV_K8S_43": "image by tag unless image.digest is set",
-    # IfNotPresent with immutable release tags or digests; Always adds a registry round trip
-    # to every pod start and an outage dependency.
-    "CKV_K8S_15": "IfNotPresent is right for immutable tags and digests",
-    # REDIS_URL, the read-token key and provider keys are read from the environment (from
-    # secretKeyRef, never written in the pod spec); the API keys, which rotate, are a file.
-    "CKV_K8S_35": "secret env vars via secretKeyRef; rotating API keys are a mounted file",
-}
+    assert run(tool("validate-crds"), unknown, ok=False, env=node_env()).returncode == 1
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_checkov_finds_nothing_unexplained(scenario: str, tmp_path: Path) -> None:
     manifest = tmp_path / "chart.yaml"
     manifest.write_text(_render_text(*_values_args(scenario)))
-    skips = dict(CHECKOV_SKIPS)
+    skips = dict(CHECKOV_K8S_SKIPS)
     if scenario == "no-auth-values":
         # This scenario turns NetworkPolicy off on purpose (a mesh or gateway does it).
         skips["CKV2_K8S_6"] = "networkPolicy.enabled=false in this scenario"
