@@ -60,6 +60,7 @@ _EXPOSED = [
     "Content-Type",
     "Location",
     "Retry-After",
+    "Rivulet-Replica",
 ]
 
 
@@ -287,7 +288,7 @@ def create_app(
             }
         ),
         lifespan=[lifespan],
-        middleware=[DefineMiddleware(EdgeMiddleware)],
+        middleware=[DefineMiddleware(EdgeMiddleware, replica_header=settings.replica_header)],
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],

@@ -277,6 +277,15 @@ class Settings:
             "may hold personal data.",
         ),
     )
+    replica_header: bool = field(
+        default=False,
+        metadata=_doc(
+            "RIVULET_REPLICA_HEADER",
+            "`true` adds `Rivulet-Replica: <hostname>` to every response, so a client (or "
+            "`rivulet doctor`) can see which replica served it, e.g. whether a resume crossed "
+            "replicas. Off by default: it names internal hosts.",
+        ),
+    )
     rate_limit: int = field(
         default=1200,
         metadata=_doc(

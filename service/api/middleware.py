@@ -8,6 +8,7 @@ records query strings: they may carry read tokens.
 from __future__ import annotations
 
 import re
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -32,11 +33,18 @@ access = get_logger("service.access")
 _TYPED_PARAM = re.compile(r"\{(\w+):\w+\}")
 
 
-class EdgeMiddleware:
-    """Adds security headers and logs one ``http.request`` line per finished request."""
+REPLICA_HEADER = b"rivulet-replica"
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class EdgeMiddleware:
+    """Adds security headers (and, when asked, the replica's name) and logs one
+    ``http.request`` line per finished request."""
+
+    def __init__(self, app: ASGIApp, replica_header: bool = False) -> None:
         self.app = app
+        self._extra: tuple[tuple[bytes, bytes], ...] = _SECURITY_HEADERS
+        if replica_header:
+            self._extra += ((REPLICA_HEADER, socket.gethostname().encode()),)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # type: ignore[comparison-overlap]
@@ -57,7 +65,7 @@ class EdgeMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers.extend(kv for kv in _SECURITY_HEADERS if kv[0] not in present)
+                headers.extend(kv for kv in self._extra if kv[0] not in present)
                 message["headers"] = headers
             await send(message)
 
