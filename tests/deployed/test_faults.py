@@ -46,11 +46,7 @@ def test_sigkill_of_the_worker_mid_generation_a_new_worker_finishes_it(
     assert_exactly_once(
         follow, script(MESSAGES, "test-model", {"fake": {"tokens": tokens, "rate": rate}})
     )
-    assert follow.data[-1] == {
-        "type": "finish",
-        "reason": "stop",
-        **{k: v for k, v in follow.data[-1].items() if k not in ("type", "reason")},
-    }
+    assert (follow.data[-1]["type"], follow.data[-1]["reason"]) == ("finish", "stop")
     assert "worker.lease_reclaimed" in logs
     assert took < 20, f"takeover took {took:.1f}s"
 
