@@ -49,7 +49,7 @@ def _expected_failures(backend: str) -> set[str]:
     return out
 
 
-def _run_suite(base_url: str, report: Path) -> dict[str, list[str]]:
+def run_suite(base_url: str, report: Path) -> dict[str, list[str]]:
     npx = shutil.which("npx")
     if npx is None:
         pytest.fail("npx is not on PATH: run the suite through tests/run", pytrace=False)
@@ -90,8 +90,18 @@ def test_conformance_suite(
         env["REDIS_URL"] = request.getfixturevalue("redis_server")
         env["RIVULET_REDIS_KEY_PREFIX"] = f"conformance-{os.getpid()}"
     with rivulet_serve(tmp_path, env, name=f"conformance-{backend}") as server:
-        results = _run_suite(server.url, tmp_path / "report.json")
+        results = run_suite(server.url, tmp_path / "report.json")
         server_log = server.log_tail()
+    check_results(backend, results, server_log, capsys)
+
+
+def check_results(
+    backend: str,
+    results: dict[str, list[str]],
+    server_log: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Compare a run with ``expected-failures.txt`` for ``backend``, both ways."""
     passed, failed, skipped = (len(results[k]) for k in ("passed", "failed", "skipped"))
     # The count line CI and humans look for, one per backend, shown even when pytest captures.
     with capsys.disabled():

@@ -25,6 +25,9 @@ class Follow:
     replicas: list[str] = field(default_factory=list)
     reconnects: int = 0
     ended: bool = False
+    # Statuses other than 200/204 (a proxy's 502 while a replica restarts): a browser's
+    # EventSource gives up on those, so scenarios assert there were none.
+    bad_statuses: list[int] = field(default_factory=list)
 
     @property
     def last_id(self) -> str | None:
@@ -58,14 +61,15 @@ def read_once(
         httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0)) as client,
         client.stream("GET", url, headers=headers) as resp,
     ):
+        if resp.status_code not in (200, 204):
+            follow.bad_statuses.append(resp.status_code)
+            raise AssertionError(f"GET {url}: {resp.status_code} {resp.read()[:300]!r}")
         follow.replicas.append(resp.headers.get("rivulet-replica", "?"))
         if on_open is not None:
             on_open(follow.replicas[-1])
         if resp.status_code == 204:  # after the end: nothing more, ever
             follow.ended = True
             return
-        if resp.status_code != 200:
-            raise AssertionError(f"GET {url}: {resp.status_code} {resp.read()[:300]!r}")
         event: dict[str, Any] = {}
         for line in resp.iter_lines():
             if line == "":
@@ -118,6 +122,9 @@ def assert_exactly_once(follow: Follow, expected_deltas: list[str] | None = None
     assert len(set(ids)) == len(ids), "an event was delivered twice"
     assert ids == sorted(ids), "events out of order"
     assert follow.terminal_count() == 1, follow.data[-5:]
+    assert follow.bad_statuses == [], (
+        f"a browser EventSource would have given up: {follow.bad_statuses}"
+    )
     assert follow.data[-1]["type"] in TERMINAL
     if expected_deltas is not None:
         deltas = [d["delta"] for d in follow.data if d["type"] == "content"]

@@ -29,6 +29,8 @@ HELM = ROOT / ".tmp" / "tools" / "bin" / "helm"
 
 API = ("api-a", "api-b")
 LEASE_SECONDS = 2.0
+# One page read from the log per delivery step: what a slow reader may cost a replica.
+READ_PAGE = 64 * 1024
 
 RIVULET_ENV = {
     "REDIS_URL": "redis://redis:6379/0",
@@ -38,6 +40,7 @@ RIVULET_ENV = {
     "RIVULET_LEASE_SECONDS": str(LEASE_SECONDS),
     "RIVULET_CANCEL_WITHOUT_READER": "0",
     "RIVULET_SHUTDOWN_GRACE": "5",
+    "RIVULET_READ_MAX_BYTES": str(READ_PAGE),
     "OPENAI_API_KEY": "sk-test-not-a-real-key",
     "OPENAI_BASE_URL": "http://fake:8081/v1",
     "ANTHROPIC_API_KEY": "sk-ant-test-not-a-real-key",
@@ -120,7 +123,8 @@ def nginx_conf(*, buffering: bool = False) -> str:
             "gzip_min_length 0",
         ]
     directives += _INGRESS_NGINX_DEFAULTS
-    servers = "\n".join(f"    server {n}:8080 max_fails=1 fail_timeout=5s;" for n in API)
+    # ingress-nginx balances in Lua without passive failure marking: max_fails=0 likewise.
+    servers = "\n".join(f"    server {n}:8080 max_fails=0;" for n in API)
     body = "\n".join(f"      {d};" for d in directives)
     return f"""user nobody;
 worker_processes 1;
