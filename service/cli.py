@@ -94,8 +94,16 @@ def _worker(_: argparse.Namespace) -> int:
         return 2
     # Probes and metrics on RIVULET_HOST:RIVULET_PORT; the generations run in the lifespan, so
     # SIGTERM stops claiming, gives running ones the shutdown grace, then hands them back.
+    app = create_worker_app(settings)
+
+    class _Server(uvicorn.Server):
+        # On SIGTERM claim nothing new at once, not only after uvicorn's connection drain.
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.state.worker.stop_claiming()
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(
-        create_worker_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -104,7 +112,7 @@ def _worker(_: argparse.Namespace) -> int:
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     get_logger("service.cli").info("worker.start", host=settings.host, port=settings.port)
     server.run()
     return 0 if server.started else 1

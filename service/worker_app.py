@@ -34,6 +34,11 @@ __all__ = ["create_worker_app"]
 log = get_logger("service.worker")
 
 
+def _report_loop_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("worker.loop_crashed", error=repr(task.exception()))
+
+
 def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Litestar:
     """The worker process for ``settings`` (which must name a Redis: workers share its queue)."""
     if settings.redis_url is None:
@@ -58,9 +63,15 @@ def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None)
     )
     telemetry.instrument_redis(chunk_log, queue)
 
+    loop_task: list[asyncio.Task[None]] = []
+
     @get("/readyz", name="health:ready", opt={"skip_access_log": True})
     async def readyz() -> Response[dict[str, Any]]:
-        """Ready when the log and the queue answer (both live in Redis)."""
+        """Ready when the claim loop runs and the log and the queue answer (both in Redis)."""
+        if loop_task and loop_task[0].done():
+            return Response(
+                {"status": "unavailable", "error": "the worker loop has stopped"}, status_code=503
+            )
         try:
             await chunk_log.ping()
             depth = await queue.depth()
@@ -78,6 +89,8 @@ def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None)
             log.error("worker.start_failed", error=str(exc))
             raise
         task = asyncio.create_task(worker.run(), name="worker")
+        task.add_done_callback(_report_loop_end)
+        loop_task.append(task)
         log.info("worker.process_started", worker=worker.name, providers=sorted(providers))
         try:
             yield
@@ -86,8 +99,8 @@ def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None)
             # back to the queue for another worker (which resumes them after fencing this one).
             await worker.stop()
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task  # a crashed loop was reported when it ended; close the rest anyway
             for provider in providers.values():
                 await provider.aclose()
             await queue.stop()
@@ -96,8 +109,12 @@ def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None)
             telemetry.shutdown()
             log.info("worker.process_stopped", worker=worker.name)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[livez, readyz, metrics_handler(telemetry)],
         lifespan=[lifespan],
         openapi_config=None,
+        # configure_logging owns the root logger (JSON lines); Litestar's default would replace it.
+        logging_config=None,
     )
+    app.state.worker = worker
+    return app

@@ -73,7 +73,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             path = scope.get("path", "")
-            if path not in ("/livez", "/readyz"):
+            if path not in ("/livez", "/readyz", "/metrics"):
                 access.info(
                     "http.request",
                     method=scope.get("method"),

@@ -199,6 +199,7 @@ def test_dockerfile_checkov_clean_with_reasoned_inline_skips() -> None:
         (["--set", "auth.apiKeys[0]=short"], "auth.apiKeys"),
         (["--set", "redis.embedded.appendfsync=no"], "appendfsync"),
         (["--set", "config.extra.PATH=/tmp"], "config.extra"),
+        (["--set", "config.extra.RIVULET_PORT=9000"], "config.extra"),
     ],
 )
 def test_schema_rejects_bad_values(args: list[str], complaint: str) -> None:
@@ -208,6 +209,13 @@ def test_schema_rejects_bad_values(args: list[str], complaint: str) -> None:
 def test_template_refuses_timings_that_would_cut_streams() -> None:
     err = render_fails("--set", "api.terminationGracePeriodSeconds=12")
     assert "terminationGracePeriodSeconds" in err
+    # In-process generations drain after requests do: twice the grace (uvicorn, then worker).
+    inprocess = ["--set", "redis.url=redis://r:6379", "--set", "worker.enabled=false"]
+    assert render(*inprocess, "--set", "api.terminationGracePeriodSeconds=26")
+    err = render_fails(*inprocess, "--set", "api.terminationGracePeriodSeconds=24")
+    assert "twice with in-process generations" in err
+    err = render_fails(*EXTERNAL, "--set", "worker.terminationGracePeriodSeconds=10")
+    assert "worker.terminationGracePeriodSeconds" in err
     err = render_fails("--set", "ingress.enabled=true", "--set", "ingress.timeoutSeconds=10")
     assert "ingress.timeoutSeconds" in err
 
@@ -359,6 +367,50 @@ def test_drain_fits_the_termination_grace() -> None:
     assert api["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
+def test_config_extra_refuses_every_key_the_chart_sets_itself() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    refused = set(
+        schema["properties"]["config"]["properties"]["extra"]["propertyNames"]["not"]["enum"]
+    )
+    for scenario in SCENARIOS:
+        docs = render(*_values_args(scenario))
+        names = set(one(docs, "ConfigMap", "r-rivulet")["data"])
+        for d in find(docs, "Deployment"):
+            names |= set(env_of(d))
+        chart_set = {n for n in names if n.startswith(("RIVULET_", "OTEL_"))}
+        chart_set -= (
+            set(
+                yaml.safe_load((CHART / "ci" / f"{scenario}.yaml").read_text())
+                .get("config", {})
+                .get("extra", {})
+            )
+            if scenario != "default"
+            else set()
+        )
+        assert chart_set <= refused, chart_set - refused
+
+
+def test_secret_inputs_roll_pods_but_generated_material_does_not() -> None:
+    def checksum(*args: str) -> str:
+        api = one(render(*args), "Deployment", "r-rivulet")
+        value: str = api["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
+        return value
+
+    base = checksum("--set", "redis.url=redis://a:6379")
+    assert checksum("--set", "redis.url=redis://a:6379") == base  # random keys don't count
+    assert checksum("--set", "redis.url=redis://b:6379") != base
+    assert (
+        checksum("--set", "redis.url=redis://a:6379", "--set", "providers.openaiApiKey=k") != base
+    )
+
+
+def test_helm_test_pod_follows_pull_secrets_and_scheduling() -> None:
+    docs = render("--set", "imagePullSecrets[0].name=regcred", "--set", "api.nodeSelector.pool=web")
+    pod = one(docs, "Pod", "r-rivulet-test-connection")
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["spec"]["nodeSelector"] == {"pool": "web"}
+
+
 def test_every_environment_variable_is_a_real_setting() -> None:
     known = {f.metadata["env"] for f in Settings.__dataclass_fields__.values()}
     # Read by libraries rather than Settings: uvicorn, and the OpenTelemetry SDK/exporter.
@@ -449,13 +501,26 @@ def test_network_policy_allows_what_the_service_needs_and_nothing_else() -> None
     assert (443, "TCP") in egress_ports
     assert (4318, "TCP") in egress_ports
     assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == ["http"]
-    # With ingressFrom set, only those peers (and the helm test Pod) reach the API port.
+    # DNS to any address (NodeLocal DNSCache is not a pod).
+    dns = next(r for r in policy["spec"]["egress"] if r["ports"][0]["port"] == 53)
+    assert "to" not in dns
+    # With ingressFrom set, only those peers (and the helm test Pod) reach the API port, plus
+    # metricsFrom (Prometheus) when that is set too.
     docs = render("-f", str(CHART / "ci" / "existing-secrets-values.yaml"))
-    peers = one(docs, "NetworkPolicy", "r-rivulet")["spec"]["ingress"][0]["from"]
+    rules = one(docs, "NetworkPolicy", "r-rivulet")["spec"]["ingress"]
+    peers = rules[0]["from"]
     assert peers[0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "ingress-nginx"
     }
     assert peers[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "test"
+    assert rules[1]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    worker_rules = one(docs, "NetworkPolicy", "r-rivulet-worker")["spec"]["ingress"]
+    assert worker_rules[0]["from"] == rules[1]["from"]
+    # Without metricsFrom, a Prometheus anywhere may scrape workers (they serve nothing else).
+    worker_open = one(render(*EXTERNAL), "NetworkPolicy", "r-rivulet-worker")["spec"]["ingress"]
+    assert "from" not in worker_open[0]
 
 
 def test_otel_wiring() -> None:

@@ -7,6 +7,7 @@ that would leave every API key at 429 after ``RIVULET_MAX_CONCURRENT_GENERATIONS
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -100,3 +101,8 @@ def test_worker_process_serves_probes_metrics_and_releases_concurrency_slots(
         worker.proc.send_signal(signal.SIGTERM)
         assert worker.proc.wait(15) in (0, -signal.SIGTERM), worker.log_tail()
         assert "worker.process_stopped" in worker.log_tail()
+    # Every line a log pipeline gets from a worker pod is one JSON object (RIVULET_LOG_FORMAT).
+    lines = [line for line in worker.log_path.read_text().splitlines() if line.strip()]
+    assert lines
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line

@@ -199,11 +199,32 @@ readinessProbe:
   failureThreshold: 2
 {{- end }}
 
+{{/* What the Secrets read as env are made from (not the generated auth material). */}}
+{{- define "rivulet.secretInputs" -}}
+{{ .Values.redis.url }}|{{ .Values.redis.existingSecret }}|{{ .Values.redis.existingSecretKey }}|
+{{- .Values.providers.existingSecret }}|{{ .Values.providers.openaiApiKey }}|{{ .Values.providers.anthropicApiKey }}|
+{{- .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* Seconds an API pod may need after SIGTERM: preStop, then uvicorn's drain of in-flight
+requests, then (with in-process generations) the worker's own grace before it hands back. */}}
+{{- define "rivulet.apiDrainSeconds" -}}
+{{- $grace := int (ceil .Values.config.shutdownGraceSeconds) }}
+{{- $inProcess := ternary 0 1 (eq (include "rivulet.workerDeployment" .) "true") }}
+{{- add .Values.api.preStopSleepSeconds $grace (mul $inProcess $grace) }}
+{{- end }}
+
 {{/* Configuration checks that the schema cannot express. */}}
 {{- define "rivulet.validate" -}}
-{{- $drain := add .Values.api.preStopSleepSeconds .Values.config.shutdownGraceSeconds }}
-{{- if le (int .Values.api.terminationGracePeriodSeconds) (int $drain) }}
-{{- fail (printf "api.terminationGracePeriodSeconds (%v) must exceed api.preStopSleepSeconds + config.shutdownGraceSeconds (%v), or pods are killed mid-drain" .Values.api.terminationGracePeriodSeconds $drain) }}
+{{- $drain := include "rivulet.apiDrainSeconds" . | int }}
+{{- if le (int .Values.api.terminationGracePeriodSeconds) $drain }}
+{{- fail (printf "api.terminationGracePeriodSeconds (%v) must exceed %v s: api.preStopSleepSeconds + config.shutdownGraceSeconds (twice with in-process generations: requests drain, then generations), or pods are killed mid-drain" .Values.api.terminationGracePeriodSeconds $drain) }}
+{{- end }}
+{{- if and (include "rivulet.workerDeployment" .) (le (int .Values.worker.terminationGracePeriodSeconds) (int (ceil .Values.config.shutdownGraceSeconds))) }}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must exceed config.shutdownGraceSeconds (%v), or workers are killed before handing generations back" .Values.worker.terminationGracePeriodSeconds .Values.config.shutdownGraceSeconds) }}
+{{- end }}
+{{- if and .Values.redis.embedded.enabled (ne (int .Values.redis.port) 6379) }}
+{{- fail "redis.port must stay 6379 with redis.embedded.enabled (the in-chart Redis listens there)" }}
 {{- end }}
 {{- if and .Values.ingress.enabled (le (int .Values.ingress.timeoutSeconds) (int .Values.config.sseHeartbeatSeconds)) }}
 {{- fail (printf "ingress.timeoutSeconds (%v) must exceed config.sseHeartbeatSeconds (%v), or the ingress cuts idle streams" .Values.ingress.timeoutSeconds .Values.config.sseHeartbeatSeconds) }}
