@@ -1,4 +1,5 @@
-"""``rivulet``: the only entry point. ``serve`` now; ``worker | tail | bench | doctor`` follow."""
+"""``rivulet``, the only entry point: ``serve``, ``worker``, ``fake-provider``, ``bench``,
+``config``."""
 
 from __future__ import annotations
 
@@ -137,6 +138,12 @@ def _config(_: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from service.bench.run import main as bench_main
+
+    return bench_main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run a subcommand; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="rivulet", description=__doc__)
@@ -156,6 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     fake.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     fake.add_argument("--port", type=int, default=8081, help="port (default 8081)")
     fake.set_defaults(func=_fake_provider)
+    bench = sub.add_parser(
+        "bench", help="load-test a deployment: steady, fanout, slow, resume-storm, idle"
+    )
+    from service.bench.run import add_arguments as bench_arguments
+
+    bench_arguments(bench)
+    bench.set_defaults(func=_bench)
     cfg = sub.add_parser("config", help="print every setting as a markdown table")
     cfg.set_defaults(func=_config)
     args = parser.parse_args(argv)

@@ -44,6 +44,7 @@ from service.generation.providers.fake_script import (
     Turn,
     content_text,
     plan,
+    stamped,
 )
 
 __all__ = ["FakeProviderApp", "RequestRecord", "create_fake_app", "serve_fake"]
@@ -209,7 +210,8 @@ async def _stream(
         for index in range(script.tokens_to_send):
             if not await conn.sleep_until(started + script.due(index)):
                 return
-            if not await conn.write(wire.token(script.tokens[index])):
+            token = stamped(script.tokens[index], script.options, time.time())
+            if not await conn.write(wire.token(token)):
                 return
             record.tokens_sent += 1
         if script.fail_after is not None:

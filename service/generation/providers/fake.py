@@ -8,12 +8,18 @@ through the OpenAI or Anthropic adapter for the same request.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 
 from service.generation.events import ContentDelta, Finish, ProviderError, Usage
 from service.generation.providers.base import GenerationRequest, ProviderEvent
 from service.generation.providers.errors import kind_for_status
-from service.generation.providers.fake_script import AttemptCounter, FakeParamsError, plan
+from service.generation.providers.fake_script import (
+    AttemptCounter,
+    FakeParamsError,
+    plan,
+    stamped,
+)
 
 __all__ = ["FakeProvider"]
 
@@ -47,7 +53,7 @@ class FakeProvider:
             await asyncio.sleep(max(delay, 0.0))
             if index == fail_after:
                 raise _rejection(None)
-            yield ContentDelta(script.tokens[index])
+            yield ContentDelta(stamped(script.tokens[index], script.options, time.time()))
         yield Finish(
             reason=script.finish_reason,
             usage=Usage(input_tokens=script.input_tokens, output_tokens=script.tokens_to_send),

@@ -51,6 +51,10 @@ Parameters
     ``word_repeat`` (int 1-1000, default 1)
         Each token's word is written this many times over (``"riverriver..."``): big tokens
         for load and backpressure tests, same words otherwise.
+    ``stamp`` (bool, default false)
+        Append ``"@<unix time>"`` (seconds, microsecond digits) to each token when it is
+        emitted, so a client can measure provider-emit → receipt latency (``rivulet bench``).
+        The words are unchanged; :func:`unstamp` splits a stamped token.
 
     ``params["max_tokens"]`` (the request's ``max_tokens``) caps the length: when it cuts the
     answer the finish reason is ``length``, otherwise ``stop``. The Anthropic adapter always
@@ -92,6 +96,8 @@ __all__ = [
     "normalize_messages",
     "plan",
     "script",
+    "stamped",
+    "unstamp",
 ]
 
 Turn = tuple[str, str]
@@ -143,6 +149,7 @@ class FakeOptions:
     fail_after: int | None = None
     stall_before_first: float = 0.0
     word_repeat: int = 1
+    stamp: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> FakeOptions:
@@ -165,10 +172,30 @@ class FakeOptions:
             fail_after=None if fail_after is None else _int(raw, "fail_after", 0, 0, _MAX_TOKENS),
             stall_before_first=_number(raw, "stall_before_first", 0.0, 0.0, _MAX_STALL),
             word_repeat=_int(raw, "word_repeat", 1, 1, 1000),
+            stamp=_bool(raw, "stamp"),
         )
 
 
 _FIELDS = frozenset(field.name for field in fields(FakeOptions))
+STAMP_SEPARATOR = "@"
+
+
+def _bool(raw: Mapping[str, Any], name: str) -> bool:
+    value = raw.get(name, False)
+    if not isinstance(value, bool):
+        raise FakeParamsError(f"params.fake.{name} must be true or false")
+    return value
+
+
+def stamped(token: str, options: FakeOptions, now: float) -> str:
+    """``token`` as emitted at ``now`` (wall clock): with ``stamp``, ``token@<now>``."""
+    return f"{token}{STAMP_SEPARATOR}{now:.6f}" if options.stamp else token
+
+
+def unstamp(delta: str) -> tuple[str, float]:
+    """Split a stamped token into its text and emit time (seconds since the epoch)."""
+    text, _, when = delta.rpartition(STAMP_SEPARATOR)
+    return text, float(when)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""``rivulet bench``: a load generator for Rivulet deployments (see :mod:`service.bench.run`)."""
