@@ -41,6 +41,7 @@ class DeliveryRecorder:
         self._telemetry = telemetry
         self._log = chunk_log
         self._stream = stream
+        self._dialect = dialect
         self._attrs = {"rivulet.delivery.dialect": dialect}
         self._start = start
         self._started = time.perf_counter()
@@ -100,8 +101,7 @@ class DeliveryRecorder:
             metrics.delivery_lag.record(lag, self._attrs)
         self.events += count
         self.bytes += nbytes
-        metrics.delivered_events.add(count, self._attrs)
-        metrics.delivered_bytes.add(nbytes, self._attrs)
+        metrics.count_delivered(self._dialect, count, nbytes)
 
     async def relink(self) -> None:
         """Link the generation if it started after this connection did (call before end)."""

@@ -53,13 +53,15 @@ INTERRUPT = Notice(start=Offset(0, 0), tail=Offset(0, 0), closed=False, interrup
 class Watch:
     """One reader's mailbox on the hub."""
 
-    __slots__ = ("_event", "_notices", "_overflow", "path")
+    __slots__ = ("_notices", "_overflow", "_waiter", "path")
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._event = asyncio.Event()
         self._notices: deque[Notice] = deque()
         self._overflow = False
+        # The reader's pending wait, if any: a bare future, not an Event + wait_for (which
+        # makes a Task per wait; profiled at ~7% of delivery CPU with many readers).
+        self._waiter: asyncio.Future[bool] | None = None
 
     def push(self, notice: Notice) -> None:
         """Deliver a notice; past the bound, drop them all and remember to re-read."""
@@ -67,7 +69,9 @@ class Watch:
             self._notices.clear()
             self._overflow = True
         self._notices.append(notice)
-        self._event.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
 
     def drain(self) -> tuple[list[Notice], bool]:
         """Pending notices, and whether some were dropped."""
@@ -75,18 +79,27 @@ class Watch:
         overflow = self._overflow
         self._notices.clear()
         self._overflow = False
-        self._event.clear()
         return notices, overflow
 
     async def wait(self, timeout: float | None) -> bool:
         """Wait for a notice; False on timeout."""
-        if self._event.is_set():
+        if self._notices or self._overflow:
             return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+            return await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class LiveHub:
