@@ -27,12 +27,34 @@ class OffsetError(ValueError):
     """A string is not an offset this server could have issued."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Offset:
     """A position in a stream: ``entries`` entries and ``bytes`` payload bytes precede it."""
 
     entries: int
     bytes: int
+
+    # Ordering by hand: the dataclass-generated methods build two tuples per comparison, and
+    # every live reader compares offsets for every notice it takes (hot with many readers).
+    def __lt__(self, other: Offset) -> bool:
+        if self.entries != other.entries:
+            return self.entries < other.entries
+        return self.bytes < other.bytes
+
+    def __le__(self, other: Offset) -> bool:
+        if self.entries != other.entries:
+            return self.entries < other.entries
+        return self.bytes <= other.bytes
+
+    def __gt__(self, other: Offset) -> bool:
+        if self.entries != other.entries:
+            return self.entries > other.entries
+        return self.bytes > other.bytes
+
+    def __ge__(self, other: Offset) -> bool:
+        if self.entries != other.entries:
+            return self.entries > other.entries
+        return self.bytes >= other.bytes
 
     def __post_init__(self) -> None:
         if not (0 <= self.entries <= _MAX and 0 <= self.bytes <= _MAX):

@@ -73,7 +73,8 @@ class Metrics:
         self.delivery_lag = meter.create_histogram(
             "rivulet.delivery.lag",
             unit="s",
-            description="Append-to-socket-write time of the oldest entry in each written batch.",
+            description="Append-to-socket-write time of the oldest entry of a written batch: "
+            "the largest such per connection and second.",
             explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
         )
         self.generation_duration = meter.create_histogram(
