@@ -78,6 +78,7 @@ class ReaderJob:
     slow_for: float = 0.0  # seconds of one-event-a-second reading, then leave
     started_at: float | None = None  # wall clock of the POST that created the generation
     hold_for: float = 0.0  # idle: keep the connection this long, then leave
+    create: dict[str, Any] | None = None  # POST this generation first, then read it (steady)
 
 
 def _delta_stamp(data: str) -> float | None:
@@ -92,9 +93,27 @@ def _delta_stamp(data: str) -> float | None:
 
 
 async def _read(
-    endpoint: Endpoint, job: ReaderJob, headers: dict[str, str], progress: Any
+    endpoint: Endpoint,
+    job: ReaderJob,
+    headers: dict[str, str],
+    progress: Any,
+    http: httpx.AsyncClient,
 ) -> ReaderResult:
     result = ReaderResult(slow=job.slow_for > 0)
+    if job.create is not None:
+        # What a client does: POST, then open the events URL at once. TTFT counts from the POST.
+        started = time.time()
+        try:
+            r = await http.post("/v1/generations", json=job.create)
+        except httpx.HTTPError as exc:
+            result.errors.append(type(exc).__name__)
+            return result
+        if r.status_code != 201:
+            result.errors.append(f"POST {r.status_code}")
+            return result
+        job = ReaderJob(
+            f"/v1/generations/{r.json()['id']}/events", slow_for=job.slow_for, started_at=started
+        )
     last_id = job.last_event_id
     deadline = time.monotonic() + 600
     while not result.done and time.monotonic() < deadline:
@@ -176,7 +195,11 @@ async def _read_all(
     url: str, jobs: list[ReaderJob], headers: dict[str, str], progress: Any
 ) -> list[ReaderResult]:
     endpoint = Endpoint.parse(url)
-    return list(await asyncio.gather(*(_read(endpoint, j, headers, progress) for j in jobs)))
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as http:
+        return list(
+            await asyncio.gather(*(_read(endpoint, j, headers, progress, http) for j in jobs))
+        )
 
 
 def _child(
@@ -245,7 +268,7 @@ def spawn_server(redis_url: str | None) -> Iterator[tuple[str, ProcessProbe]]:
         "RIVULET_MAX_SSE_PER_CLIENT": "0",
         "RIVULET_MAX_CONCURRENT_GENERATIONS": "0",
         "RIVULET_MAX_STREAMS_PER_KEY": "0",
-        "RIVULET_WORKERS": "64",
+        "RIVULET_WORKERS": "4096",
         "RIVULET_CANCEL_WITHOUT_READER": "0",
     }
     if redis_url:
@@ -350,19 +373,18 @@ def _jobs_for(
     """The readers of a scenario (and anything the report should show about its setup)."""
     extra: dict[str, Any] = {}
     if args.scenario in ("steady", "slow"):
-        # Readers connect as the generations start: a short stall lets them all attach first.
-        gens = asyncio.run(_create_many(url, headers, args.streams, args.tokens, args.rate, 0.5))
-        jobs = []
+        # Each reader POSTs its own generation and opens its events at once, as a client does.
         slow_n = round(args.streams * args.slow_fraction) if args.scenario == "slow" else 0
-        for i, (gen, started) in enumerate(gens):
-            # TTFT counts from the POST, less the stall that lets every reader attach first.
-            jobs.append(
-                ReaderJob(
-                    f"/v1/generations/{gen}/events",
-                    started_at=started + 0.5,
-                    slow_for=args.slow_seconds if i < slow_n else 0.0,
-                )
-            )
+        body = {
+            "provider": "fake",
+            "model": "bench",
+            "messages": MESSAGES,
+            "params": {"fake": {"tokens": args.tokens, "rate": args.rate, "stamp": True}},
+        }
+        jobs = [
+            ReaderJob("", create=body, slow_for=args.slow_seconds if i < slow_n else 0.0)
+            for i in range(args.streams)
+        ]
         return jobs, extra
     if args.scenario == "fanout":
         ((gen, started),) = asyncio.run(
