@@ -45,9 +45,13 @@ class JobQueue(Protocol):
     async def enqueue(self, job_id: str, payload: bytes) -> None:
         """Add a job; it is claimable at once."""
 
-    async def claim(self, worker: str, timeout: float) -> Job | None:
+    async def claim(self, worker: str, timeout: float, prefetch: int = 1) -> Job | None:
         """The next job for ``worker``: a new one, or one whose lease lapsed. Waits up to
-        ``timeout`` seconds (without polling storage in a tight loop); ``None`` if none."""
+        ``timeout`` seconds (without polling storage in a tight loop); ``None`` if none.
+
+        ``prefetch``: how many jobs the caller is about to claim (its free slots). A backend
+        may take up to that many new jobs in one round trip and hand the rest out on the
+        next claims; their leases run from then, so only ask for what will start at once."""
         ...
 
     async def heartbeat(self, job: Job, worker: str) -> None:

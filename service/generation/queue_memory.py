@@ -110,7 +110,8 @@ class MemoryJobQueue:
         self._new.append(entry)
         self._notify()
 
-    async def claim(self, worker: str, timeout: float) -> Job | None:
+    async def claim(self, worker: str, timeout: float, prefetch: int = 1) -> Job | None:
+        del prefetch  # in process, every claim is already cheap
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             # Taken before looking, so a change made while this claimer sleeps can't be missed.

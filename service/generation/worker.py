@@ -194,7 +194,9 @@ class Worker:
                 self._slots.release()
                 break
             try:
-                job = await self._queue.claim(self.name, timeout=1.0)
+                # Free slots, this one included: a burst is claimed in one round trip.
+                free = self._settings.concurrency - len(self._running)
+                job = await self._queue.claim(self.name, timeout=1.0, prefetch=free)
             except LogError as exc:
                 self._slots.release()
                 log.warning("worker.claim_failed", worker=self.name, error=str(exc))

@@ -124,3 +124,32 @@ async def test_claims_recreate_a_vanished_group(redis_server: str, raw: aioredis
         assert (job.id, job.attempt) == ("job", 1)
     finally:
         await queue.stop()
+
+
+async def test_a_burst_is_delivered_in_one_read_and_unstarted_jobs_go_back_on_stop(
+    redis_server: str, raw: aioredis.Redis
+) -> None:
+    prefix = f"q-{uuid.uuid4().hex[:8]}"
+    queue = RedisJobQueue(redis_server, prefix=prefix)
+    other = RedisJobQueue(redis_server, prefix=prefix)
+    await queue.start()
+    await other.start()
+    try:
+        for i in range(6):
+            await queue.enqueue(f"job-{i}", b"x")
+        first = await queue.claim("w1", 1.0, prefetch=4)
+        assert first is not None
+        # Three more were delivered with it: the next claims need no new read, so the stream
+        # has handed exactly four to w1 and two are still new.
+        pending = await raw.xpending(f"{prefix}:jobs", f"{prefix}:workers")
+        assert pending["pending"] == 4, pending
+        second = await queue.claim("w1", 1.0)
+        assert second is not None
+        assert [first.id, second.id] == ["job-0", "job-1"]
+        # Stopping hands the two prefetched-but-unstarted jobs back at once (not after a
+        # lease): another worker claims them and the two never-delivered ones.
+        await queue.stop()
+        got = [await other.claim("w2", 1.0) for _ in range(4)]
+        assert sorted(j.id for j in got if j is not None) == [f"job-{i}" for i in range(2, 6)]
+    finally:
+        await other.stop()
