@@ -36,6 +36,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from service.bench.client import Endpoint, SSEError, open_sse
+from service.bench.client import Endpoint, SSEError, open_sse, post_json
 
 __all__ = ["add_arguments", "main"]
 
@@ -93,26 +94,26 @@ def _delta_stamp(data: str) -> float | None:
 
 
 async def _read(
-    endpoint: Endpoint,
-    job: ReaderJob,
-    headers: dict[str, str],
-    progress: Any,
-    http: httpx.AsyncClient,
+    endpoint: Endpoint, job: ReaderJob, headers: dict[str, str], progress: Any
 ) -> ReaderResult:
     result = ReaderResult(slow=job.slow_for > 0)
     if job.create is not None:
         # What a client does: POST, then open the events URL at once. TTFT counts from the POST.
         started = time.time()
         try:
-            r = await http.post("/v1/generations", json=job.create)
-        except httpx.HTTPError as exc:
+            status, body = await post_json(
+                endpoint, "/v1/generations", json.dumps(job.create).encode(), headers
+            )
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             result.errors.append(type(exc).__name__)
             return result
-        if r.status_code != 201:
-            result.errors.append(f"POST {r.status_code}")
+        if status != 201:
+            result.errors.append(f"POST {status}")
             return result
         job = ReaderJob(
-            f"/v1/generations/{r.json()['id']}/events", slow_for=job.slow_for, started_at=started
+            f"/v1/generations/{json.loads(body)['id']}/events",
+            slow_for=job.slow_for,
+            started_at=started,
         )
     last_id = job.last_event_id
     deadline = time.monotonic() + 600
@@ -195,11 +196,7 @@ async def _read_all(
     url: str, jobs: list[ReaderJob], headers: dict[str, str], progress: Any
 ) -> list[ReaderResult]:
     endpoint = Endpoint.parse(url)
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as http:
-        return list(
-            await asyncio.gather(*(_read(endpoint, j, headers, progress, http) for j in jobs))
-        )
+    return list(await asyncio.gather(*(_read(endpoint, j, headers, progress) for j in jobs)))
 
 
 def _child(
@@ -274,11 +271,13 @@ def spawn_server(redis_url: str | None) -> Iterator[tuple[str, ProcessProbe]]:
     if redis_url:
         env["REDIS_URL"] = redis_url
         env["RIVULET_REDIS_KEY_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}"
+    # A file, not a pipe: a chatty server never blocks on it. Closed in the finally below.
+    log = tempfile.TemporaryFile()  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -288,7 +287,8 @@ def spawn_server(redis_url: str | None) -> Iterator[tuple[str, ProcessProbe]]:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
             if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
+                log.seek(0)
+                err = log.read().decode(errors="replace")
                 raise RuntimeError(f"rivulet serve did not start: {err[-2000:]}")
             time.sleep(0.1)
         yield url, ProcessProbe(proc.pid)
@@ -298,6 +298,7 @@ def spawn_server(redis_url: str | None) -> Iterator[tuple[str, ProcessProbe]]:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 # -- scenarios ---------------------------------------------------------------------------------
