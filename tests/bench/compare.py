@@ -61,7 +61,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from service.bench.client import Endpoint  # noqa: E402
+from service.bench.client import Endpoint, post_json  # noqa: E402
 from service.bench.run import (  # noqa: E402
     ProcessProbe,
     ReaderJob,
@@ -217,6 +217,15 @@ def start_seed() -> Iterator[Running]:
 
 
 @contextlib.contextmanager
+def start_litestar() -> Iterator[Running]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "litestar_plain:app", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    with process("litestar", cmd, _env({}), port, "/healthz", HERE / "peers") as pid:
+        yield Running(f"http://127.0.0.1:{port}", [pid])
+
+
+@contextlib.contextmanager
 def start_resumable() -> Iterator[Running]:
     with redis_server("resumable") as (redis_url, redis_pid):
         port = free_port()
@@ -234,6 +243,13 @@ def start_ds_ref() -> Iterator[Running]:
 
 
 PEERS = [
+    Peer(
+        "litestar",
+        "generation",
+        "Plain Litestar SSE, in-process generator (the delivery floor: no log, no Redis)",
+        start_litestar,
+        "get",
+    ),
     Peer(
         "seed",
         "generation",
@@ -364,18 +380,21 @@ async def _create_generations(
     url: str, n: int, tokens: int, rate: float, stall: float
 ) -> list[tuple[str, float]]:
     fake = {"tokens": tokens, "rate": rate, "stamp": True, "stall_before_first": stall}
-    body = {"provider": "fake", "model": "bench", "messages": MESSAGES, "params": {"fake": fake}}
-    limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    body = json.dumps(
+        {"provider": "fake", "model": "bench", "messages": MESSAGES, "params": {"fake": fake}}
+    ).encode()
+    endpoint = Endpoint.parse(url)
 
-        async def one() -> tuple[str, float]:
-            started = time.time()
-            r = await client.post("/v1/generations", json=body)
-            if r.status_code != 201:
-                raise RuntimeError(f"POST /v1/generations: {r.status_code} {r.text[:300]}")
-            return str(r.json()["id"]), started + stall
+    # Each POST on a connection of its own, all at once (as n clients would): a pooled client
+    # would queue them behind its own connection limit and charge that wait to Rivulet's TTFT.
+    async def one() -> tuple[str, float]:
+        started = time.time()
+        status, reply = await post_json(endpoint, "/v1/generations", body)
+        if status != 201:
+            raise RuntimeError(f"POST /v1/generations: {status} {reply[:300]!r}")
+        return str(json.loads(reply)["id"]), started + stall
 
-        return list(await asyncio.gather(*(one() for _ in range(n))))
+    return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
 # -- one run -----------------------------------------------------------------------------------
@@ -623,6 +642,7 @@ def ratios(results: dict[tuple[str, str], list[Run]], peers: list[Peer], scenari
     rows = []
     by_name = {p.name: p for p in peers}
     pairs = [
+        ("rivulet-mem", "litestar"),
         ("rivulet-mem", "seed"),
         ("rivulet-redis", "seed"),
         ("rivulet-mem", "resumable"),
