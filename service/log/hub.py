@@ -16,7 +16,6 @@ Race-freedom: a reader registers its watch and waits until the upstream subscrip
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -57,7 +56,9 @@ class Watch:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._notices: deque[Notice] = deque()
+        # A list, not a deque: a deque allocates a 64-slot block up front (~600 B per idle
+        # reader, measured with tracemalloc); a watch rarely holds more than one notice.
+        self._notices: list[Notice] = []
         self._overflow = False
         # The reader's pending wait, if any: a bare future, not an Event + wait_for (which
         # makes a Task per wait; profiled at ~7% of delivery CPU with many readers).
