@@ -19,7 +19,14 @@ from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
-from service.api.auth import PUBLIC_ANNOTATION, Auth, rate_limited, require_read, require_scope
+from service.api.auth import (
+    PUBLIC_ANNOTATION,
+    Auth,
+    all_of,
+    rate_limited,
+    require_read,
+    require_scope,
+)
 from service.api.limits import Limits, identity_of
 from service.delivery import LiveSession
 from service.delivery.eventsource import event_frames, gap_frame
@@ -107,7 +114,7 @@ def _generation_stream(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     "/v1/generations",
     status_code=201,
     name="generations:create",
-    guards=[require_scope("generate"), rate_limited()],
+    guards=all_of(require_scope("generate"), rate_limited()),
 )
 async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Create a generation; 201 ``{id, events_url, stream_url}`` (200 for a known key)."""
@@ -138,7 +145,7 @@ async def create_generation(request: Request[Any, Any, Any]) -> ASGIResponse:
     "/v1/generations/{gen_id:str}",
     status_code=200,
     name="generations:cancel",
-    guards=[require_scope("generate"), rate_limited()],
+    guards=all_of(require_scope("generate"), rate_limited()),
 )
 async def cancel_generation(request: Request[Any, Any, Any], gen_id: FromPath[str]) -> ASGIResponse:
     """Cancel from any replica: the stream ends with ``finish`` (``cancelled``)."""
@@ -258,7 +265,9 @@ async def generation_events(request: Request[Any, Any, Any], gen_id: FromPath[st
     return await _follow(request, gen_id)
 
 
-@get("/api/stream", name="generations:seed", guards=[require_scope("generate"), rate_limited()])
+@get(
+    "/api/stream", name="generations:seed", guards=all_of(require_scope("generate"), rate_limited())
+)
 async def seed_stream(request: Request[Any, Any, Any]) -> ASGIResponse:
     """The seed article's endpoint: ``?prompt=…&messageId=…`` creates the generation for that
     message id (or attaches to it) and streams it; reconnecting with the same messageId and

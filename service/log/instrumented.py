@@ -92,7 +92,7 @@ class InstrumentedChunkLog:
             self._error("append", exc)
             raise
         outcome = "duplicate" if result.duplicate else "appended"
-        self._metrics.appends.add(1, {"rivulet.log.outcome": outcome})
+        self._metrics.count_append(outcome)
         return result
 
     async def read(self, path: str, after: Offset, max_bytes: int) -> ReadResult:

@@ -26,7 +26,7 @@ from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
 from service import jsonwire
-from service.api.auth import PUBLIC_ANNOTATION, rate_limited, require_read, require_scope
+from service.api.auth import PUBLIC_ANNOTATION, all_of, rate_limited, require_read, require_scope
 from service.api.limits import Limits, identity_of
 from service.delivery import EndReason, Heartbeat, LiveSession
 from service.delivery.recorder import DeliveryRecorder
@@ -217,7 +217,7 @@ def _path_stream(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return str(connection.path_params.get("path", "")).lstrip("/")
 
 
-_WRITE = [require_scope("streams:write"), rate_limited()]
+_WRITE = all_of(require_scope("streams:write"), rate_limited())
 _READ = [require_read(_path_stream)]
 
 

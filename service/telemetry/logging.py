@@ -39,6 +39,9 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     )
     structlog.configure(
         processors=[
+            # First: an event below the level is dropped before any work is done for it
+            # (profiled: a filtered-out info line still cost ~5% of an append).
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

@@ -93,8 +93,13 @@ class Metrics:
             unit="{job}",
             description="Jobs taken over after their worker's lease lapsed.",
         )
-        self.appends = meter.create_counter(
-            "rivulet.log.appends", unit="{append}", description="Appends to the chunk log."
+        # Plain integers too (one append per token on the write path): see _delivered.
+        self._appends: dict[str, int] = {}
+        meter.create_observable_counter(
+            "rivulet.log.appends",
+            callbacks=[self._observe_appends],
+            unit="{append}",
+            description="Appends to the chunk log.",
         )
         self.log_errors = meter.create_counter(
             "rivulet.log.errors",
@@ -112,6 +117,16 @@ class Metrics:
             totals = self._delivered[dialect] = [0, 0]
         totals[0] += events
         totals[1] += nbytes
+
+    def count_append(self, outcome: str) -> None:
+        """One append to the log (``appended`` or ``duplicate``)."""
+        self._appends[outcome] = self._appends.get(outcome, 0) + 1
+
+    def _observe_appends(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(n, {"rivulet.log.outcome": outcome})
+            for outcome, n in list(self._appends.items())
+        ]
 
     def _observe_delivered(self, index: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(_: CallbackOptions) -> Iterable[Observation]:
