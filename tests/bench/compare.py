@@ -791,13 +791,93 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenarios", default="steady,fanout", help="steady,fanout")
     p.add_argument("--skip-install", action="store_true", help="no npm ci / venv check")
     p.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="markdown file")
+    p.add_argument(
+        "--saturation",
+        action="store_true",
+        help="steady only: double the streams from --streams up to --max-streams per peer and "
+        "report the largest count still at p99 <= 100 ms with every reader done (the "
+        "saturation point); writes --output (default SATURATION.md)",
+    )
+    p.add_argument("--max-streams", type=int, default=3200, help="saturation: largest count")
     args = p.parse_args(argv)
+    if args.saturation:
+        if args.output == HERE / "RESULTS.md":
+            args.output = HERE / "SATURATION.md"
+        sat = {"repeat": 1, "streams": 100, "readers": 1, "tokens": 40}
+        for k, v in sat.items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
     quick = {"repeat": 1, "streams": 50, "readers": 100, "tokens": 40}
     full = {"repeat": 3, "streams": 200, "readers": 500, "tokens": 100}
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     return args
+
+
+P99_LIMIT_MS = 100.0
+
+
+def saturation(args: argparse.Namespace, peers: list[Peer], command: str) -> str:
+    """Largest steady stream count at p99 <= 100 ms with every reader done, per peer."""
+    began = time.monotonic()
+    rows: list[list[str]] = []
+    best: dict[str, int] = {}
+    first = args.streams
+    for peer in peers:
+        passed = 0
+        trail: list[str] = []
+        with peer.start() as running:
+            n = first
+            while n <= args.max_streams:
+                args.streams = n
+                run = run_once(peer, running, "steady", args)
+                p99 = run.latency_ms.get("p99")
+                ok = (
+                    run.errors == 0
+                    and run.completed == run.readers
+                    and p99 is not None
+                    and p99 <= P99_LIMIT_MS
+                )
+                trail.append(f"{n}: p99 {p99} ms{'' if ok else ' ✗'}")
+                print(
+                    f"[{time.monotonic() - began:5.0f}s] {peer.name:17} steady N={n}: "
+                    f"p99 {p99} ms, errors {run.errors}",
+                    file=sys.stderr,
+                )
+                if not ok:
+                    break
+                passed = n
+                n *= 2
+                time.sleep(1)
+        best[peer.name] = passed
+        rows.append(
+            [
+                f"`{peer.name}`",
+                str(passed) if passed else "< " + str(trail and args.streams),
+                "; ".join(trail),
+            ]
+        )
+    seed = best.get("seed")
+    lines = [
+        "# Saturation point: steady streams at p99 <= 100 ms (issue 8)",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- machine: {machine()}",
+        f"- command: `{command}` (took {(time.monotonic() - began) / 60:.1f} min)",
+        f"- each step: N streams x {args.rate:g} tokens/s x {args.tokens} tokens, one reader "
+        "each, one run; N doubles until p99 emit→receive exceeds 100 ms or a reader fails",
+        "",
+        _table(("peer", "largest N passing", "steps"), rows),
+        "",
+    ]
+    if seed:
+        lines.append(
+            "Ratios to the seed pattern's saturation point: "
+            + ", ".join(f"{name} {n / seed:.1f}x" for name, n in best.items() if name != "seed")
+        )
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -810,6 +890,11 @@ def main(argv: list[str] | None = None) -> int:
     wanted = args.peers.split(",")
     peers = [p for p in PEERS if p.name in wanted]
     scenarios = args.scenarios.split(",")
+    if args.saturation:
+        markdown = saturation(args, [p for p in peers if p.path == "generation"], command)
+        print(markdown)
+        args.output.write_text(markdown)
+        return 0
     results: dict[tuple[str, str], list[Run]] = {}
     began = time.monotonic()
     for peer in peers:
