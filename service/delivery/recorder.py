@@ -109,7 +109,8 @@ class DeliveryRecorder:
                 self._lag_due = now + 1.0
         self.events += count
         self.bytes += nbytes
-        metrics.count_delivered(self._dialect, count, nbytes)
+        metrics.delivered_events.add(count, self._dialect)
+        metrics.delivered_bytes.add(nbytes, self._dialect)
 
     async def relink(self) -> None:
         """Link the generation if it started after this connection did (call before end)."""

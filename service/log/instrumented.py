@@ -92,7 +92,7 @@ class InstrumentedChunkLog:
             self._error("append", exc)
             raise
         outcome = "duplicate" if result.duplicate else "appended"
-        self._metrics.count_append(outcome)
+        self._metrics.appends.add(1, outcome)
         return result
 
     async def read(self, path: str, after: Offset, max_bytes: int) -> ReadResult:
