@@ -26,8 +26,7 @@ from service.api.health import metrics_handler
 from service.api.limits import Limits
 from service.api.openapi import openapi_handlers
 from service.generation.jobs import RequestLimits
-from service.generation.open import open_queue, worker_settings
-from service.generation.providers.registry import build_providers
+from service.generation.open import open_providers, open_queue, worker_settings
 from service.generation.queue import JobQueue
 from service.generation.service import Generations
 from service.generation.worker import Worker
@@ -150,12 +149,7 @@ def create_app(
         is_public=is_public,
     )
     queue = queue or open_queue(settings)
-    providers = build_providers(
-        openai_api_key=settings.openai_api_key,
-        openai_base_url=settings.openai_base_url,
-        anthropic_api_key=settings.anthropic_api_key,
-        anthropic_base_url=settings.anthropic_base_url,
-    )
+    providers = open_providers(settings)
     generations = Generations(chunk_log, queue, providers, settings.generation_ttl)
     limits = Limits.from_settings(settings)
     request_limits = RequestLimits(

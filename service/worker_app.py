@@ -21,8 +21,7 @@ from litestar.response import Response
 
 from service.api.health import livez, metrics_handler
 from service.api.limits import Limits
-from service.generation.open import open_queue, worker_settings
-from service.generation.providers.registry import build_providers
+from service.generation.open import open_providers, open_queue, worker_settings
 from service.generation.worker import Worker
 from service.log import LogError, open_log
 from service.log.instrumented import InstrumentedChunkLog
@@ -47,12 +46,7 @@ def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None)
     chunk_log = InstrumentedChunkLog(open_log(settings), telemetry.metrics)
     queue = open_queue(settings)
     limits = Limits.from_settings(settings)
-    providers = build_providers(
-        openai_api_key=settings.openai_api_key,
-        openai_base_url=settings.openai_base_url,
-        anthropic_api_key=settings.anthropic_api_key,
-        anthropic_base_url=settings.anthropic_base_url,
-    )
+    providers = open_providers(settings)
     worker = Worker(
         chunk_log,
         queue,

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from service.generation.providers.registry import build_providers
 from service.generation.queue_memory import MemoryJobQueue
 from service.generation.worker import WorkerSettings
 
 if TYPE_CHECKING:
+    from service.generation.providers.base import Provider
     from service.generation.queue import JobQueue
     from service.settings import Settings
 
-__all__ = ["open_queue", "worker_settings"]
+__all__ = ["open_providers", "open_queue", "worker_settings"]
+
+
+def open_providers(settings: Settings) -> dict[str, Provider]:
+    """The providers ``settings`` enable (the fake always; OpenAI/Anthropic with a key)."""
+    return build_providers(
+        openai_api_key=settings.openai_api_key,
+        openai_base_url=settings.openai_base_url,
+        anthropic_api_key=settings.anthropic_api_key,
+        anthropic_base_url=settings.anthropic_base_url,
+    )
 
 
 def open_queue(settings: Settings) -> JobQueue:
