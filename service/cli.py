@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from service.settings import Settings, SettingsError, describe_settings
@@ -15,8 +15,6 @@ __all__ = ["main"]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from service.app import create_app
     from service.telemetry import configure_logging, get_logger
 
@@ -47,11 +45,24 @@ def _serve(args: argparse.Namespace) -> int:
     # SIGHUP re-reads the API key file: rotation without a restart.
     signal.signal(signal.SIGHUP, lambda *_: app.state.auth.keys.reload())
 
+    get_logger("service.cli").info(
+        "serve.start", host=settings.host, port=settings.port, backend=settings.backend
+    )
+    # On SIGTERM, end live reads first so clients resume on another replica while uvicorn
+    # waits for in-flight requests; otherwise SSE would hold the pod until killed.
+    return _run_uvicorn(app, settings, on_sigterm=drain, proxy_headers=True)
+
+
+def _run_uvicorn(
+    app: Any, settings: Settings, *, on_sigterm: Callable[[], None], proxy_headers: bool = False
+) -> int:
+    """Serve ``app`` on the configured address; ``on_sigterm()`` runs before uvicorn's own
+    shutdown starts. Exit code 0 if the server started (and later stopped), else 1."""
+    import uvicorn
+
     class _Server(uvicorn.Server):
-        # On SIGTERM, end live reads first so clients resume on another replica while
-        # uvicorn waits for in-flight requests; otherwise SSE would hold the pod until killed.
         def handle_exit(self, sig: int, frame: Any) -> None:
-            drain()
+            on_sigterm()
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(
@@ -63,20 +74,15 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         # Whole seconds, never None: None would wait for open connections forever.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
-        proxy_headers=True,
+        proxy_headers=proxy_headers,
         server_header=False,
     )
     server = _Server(config)
-    get_logger("service.cli").info(
-        "serve.start", host=settings.host, port=settings.port, backend=settings.backend
-    )
     server.run()
     return 0 if server.started else 1
 
 
 def _worker(_: argparse.Namespace) -> int:
-    import uvicorn
-
     from service.telemetry import configure_logging, get_logger
     from service.worker_app import create_worker_app
 
@@ -96,27 +102,9 @@ def _worker(_: argparse.Namespace) -> int:
     # Probes and metrics on RIVULET_HOST:RIVULET_PORT; the generations run in the lifespan, so
     # SIGTERM stops claiming, gives running ones the shutdown grace, then hands them back.
     app = create_worker_app(settings)
-
-    class _Server(uvicorn.Server):
-        # On SIGTERM claim nothing new at once, not only after uvicorn's connection drain.
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            app.state.worker.stop_claiming()
-            super().handle_exit(sig, frame)
-
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
-        server_header=False,
-    )
-    server = _Server(config)
     get_logger("service.cli").info("worker.start", host=settings.host, port=settings.port)
-    server.run()
-    return 0 if server.started else 1
+    # On SIGTERM claim nothing new at once, not only after uvicorn's connection drain.
+    return _run_uvicorn(app, settings, on_sigterm=app.state.worker.stop_claiming)
 
 
 def _fake_provider(args: argparse.Namespace) -> int:
