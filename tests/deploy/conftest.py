@@ -6,9 +6,12 @@ calls it). A missing tool is a failure with the command that fixes it, never a s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +104,39 @@ CHECKOV_K8S_SKIPS = {
     # secretKeyRef, never written in the pod spec); the API keys, which rotate, are a file.
     "CKV_K8S_35": "secret env vars via secretKeyRef; rotating API keys are a mounted file",
 }
+
+
+@dataclass
+class CheckovReport:
+    """checkov's results, merged over the frameworks' reports it printed."""
+
+    passed: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    parsing_errors: int = 0
+
+
+def checkov(
+    framework: str,
+    flag: str,
+    target: str | Path,
+    *,
+    skips: Iterable[str] = (),
+    cwd: Path = ROOT,
+) -> CheckovReport:
+    """Run checkov offline on ``target`` (``flag`` is ``-f`` for a file, ``-d`` for a folder)."""
+    args: list[str | Path] = [tool("checkov"), "--skip-download", "--framework", framework]
+    args += [flag, target, "-o", "json"]
+    if skips:
+        args += ["--skip-check", ",".join(skips)]
+    proc = run(*args, cwd=cwd, ok=False)
+    assert proc.stdout.strip(), f"checkov printed nothing\n{proc.stderr}"
+    raw = json.loads(proc.stdout)
+    report = CheckovReport()
+    for item in raw if isinstance(raw, list) else [raw]:
+        results = item.get("results") or {}
+        report.passed += results.get("passed_checks", [])
+        report.failed += results.get("failed_checks", [])
+        report.skipped += results.get("skipped_checks", [])
+        report.parsing_errors += (item.get("summary") or {}).get("parsing_errors", 0)
+    return report

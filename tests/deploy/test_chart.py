@@ -25,6 +25,7 @@ from tests.deploy.conftest import (
     CHECKOV_K8S_SKIPS,
     K8S_VERSIONS,
     ROOT,
+    checkov,
     kubernetes_validate,
     load_docs,
     node_env,
@@ -145,43 +146,16 @@ def test_checkov_finds_nothing_unexplained(scenario: str, tmp_path: Path) -> Non
     if scenario == "no-auth-values":
         # This scenario turns NetworkPolicy off on purpose (a mesh or gateway does it).
         skips["CKV2_K8S_6"] = "networkPolicy.enabled=false in this scenario"
-    proc = run(
-        tool("checkov"),
-        "--skip-download",
-        "--framework",
-        "kubernetes",
-        "-f",
-        manifest,
-        "-o",
-        "json",
-        "--skip-check",
-        ",".join(skips),
-        ok=False,
-    )
-    report = json.loads(proc.stdout)
-    failed = [
-        f"{c['check_id']} {c['resource']}: {c['check_name']}"
-        for c in report["results"]["failed_checks"]
-    ]
+    report = checkov("kubernetes", "-f", manifest, skips=skips)
+    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in report.failed]
     assert failed == []
-    assert report["summary"]["passed"] > 100
+    assert len(report.passed) > 100
 
 
 def test_dockerfile_checkov_clean_with_reasoned_inline_skips() -> None:
-    proc = run(
-        tool("checkov"),
-        "--skip-download",
-        "--framework",
-        "dockerfile",
-        "-f",
-        ROOT / "Dockerfile",
-        "-o",
-        "json",
-        ok=False,
-    )
-    report = json.loads(proc.stdout)
-    assert report["results"]["failed_checks"] == []
-    for skipped in report["results"]["skipped_checks"]:
+    report = checkov("dockerfile", "-f", ROOT / "Dockerfile")
+    assert report.failed == []
+    for skipped in report.skipped:
         assert skipped["check_result"]["suppress_comment"].strip(), skipped["check_id"]
 
 

@@ -4,7 +4,6 @@ the real ``kubectl kustomize`` and validated like the chart."""
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from tests.deploy.conftest import (
     CHECKOV_K8S_SKIPS,
     K8S,
     K8S_VERSIONS,
+    checkov,
     kubernetes_validate,
     load_docs,
     run,
@@ -62,21 +62,8 @@ def test_checkov_finds_nothing_unexplained(target: str, tmp_path: Path) -> None:
     skips = dict(CHECKOV_K8S_SKIPS)
     if target == "base":
         skips["CKV_K8S_21"] = "a kustomize base carries no namespace: the overlays set it"
-    proc = run(
-        tool("checkov"),
-        "--skip-download",
-        "--framework",
-        "kubernetes",
-        "-f",
-        manifest,
-        "-o",
-        "json",
-        "--skip-check",
-        ",".join(skips),
-        ok=False,
-    )
-    report = json.loads(proc.stdout)
-    failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
+    report = checkov("kubernetes", "-f", manifest, skips=skips)
+    failed = [f"{c['check_id']} {c['resource']}" for c in report.failed]
     assert failed == []
 
 

@@ -8,7 +8,6 @@ negative tests at the end prove that the formatter, the variable checker and che
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import hcl2
 import pytest
 import yaml
 
-from tests.deploy.conftest import CHART, TERRAFORM, run, tool
+from tests.deploy.conftest import CHART, TERRAFORM, checkov, run, tool
 
 MODULES = TERRAFORM / "modules"
 EXAMPLES = TERRAFORM / "examples"
@@ -146,24 +145,6 @@ def leaf_paths(tree: Any, prefix: str = "") -> set[str]:
     for key, value in tree.items():
         out |= leaf_paths(value, f"{prefix}.{key}" if prefix else str(key))
     return out
-
-
-def checkov(directory: Path) -> list[dict[str, Any]]:
-    """checkov's JSON reports (one per framework) for ``directory``, offline."""
-    proc = run(
-        tool("checkov"),
-        "--skip-download",
-        "--framework",
-        "terraform",
-        "-d",
-        directory,
-        "-o",
-        "json",
-        ok=False,
-    )
-    assert proc.stdout.strip(), f"checkov printed nothing\n{proc.stderr}"
-    report = json.loads(proc.stdout)
-    return report if isinstance(report, list) else [report]
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,18 +455,17 @@ def test_existing_redis_example_needs_no_aws() -> None:
 
 
 def test_checkov_finds_nothing() -> None:
-    reports = checkov(TERRAFORM)
-    failed = [c for r in reports for c in r["results"]["failed_checks"]]
+    report = checkov("terraform", "-d", TERRAFORM)
+    failed = report.failed
     assert not failed, "\n".join(
         f"{c['check_id']} {c['check_name']}: {c['resource']} ({c['file_path']})" for c in failed
     )
-    summary = reports[0]["summary"]
-    assert summary["parsing_errors"] == 0
-    passed = {c["check_id"] for r in reports for c in r["results"]["passed_checks"]}
+    assert report.parsing_errors == 0
+    passed = {c["check_id"] for c in report.passed}
     # the checks that encode encryption, auth, key rotation and failover actually ran
     wanted = {"CKV_AWS_29", "CKV_AWS_30", "CKV_AWS_31", "CKV_AWS_191", "CKV_AWS_201", "CKV_AWS_7"}
     assert wanted <= passed, f"did not run: {wanted - passed}"
-    skipped = [c for r in reports for c in r["results"]["skipped_checks"]]
+    skipped = report.skipped
     assert not skipped, f"skips need a justification in the README: {skipped}"
 
 
@@ -533,5 +513,5 @@ def test_checkov_flags_an_unencrypted_replication_group(tmp_path: Path) -> None:
         "  num_cache_clusters   = 1\n"
         "}\n"
     )
-    failed = {c["check_id"] for r in checkov(tmp_path) for c in r["results"]["failed_checks"]}
+    failed = {c["check_id"] for c in checkov("terraform", "-d", tmp_path).failed}
     assert {"CKV_AWS_29", "CKV_AWS_30"} <= failed

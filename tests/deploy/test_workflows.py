@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import ROOT, WORKFLOWS, run, tool
+from tests.deploy.conftest import ROOT, WORKFLOWS, CheckovReport, checkov, run, tool
 
 DEPENDABOT = ROOT / ".github" / "dependabot.yml"
 EXPECTED = {"ci.yml", "chart.yml", "image.yml", "terraform.yml", "audit.yml"}
@@ -147,30 +147,12 @@ def zizmor(directory: Path) -> tuple[int, list[dict[str, Any]]]:
     return proc.returncode, json.loads(proc.stdout or "[]")
 
 
-def checkov(directory: Path) -> dict[str, list[dict[str, Any]]]:
-    proc = run(
-        tool("checkov"),
-        "--skip-download",
-        "--framework",
-        "github_actions",
-        "-d",
-        ".github",
-        "-o",
-        "json",
-        cwd=directory,
-        ok=False,
-    )
-    report = json.loads(proc.stdout)
-    reports = report if isinstance(report, list) else [report]
-    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for item in reports:
-        for kind, checks in (item.get("results") or {}).items():
-            results[kind].extend(checks)
-    return results
+def checkov_actions(directory: Path) -> CheckovReport:
+    return checkov("github_actions", "-d", ".github", cwd=directory)
 
 
-def scanned_by_checkov(results: dict[str, list[dict[str, Any]]]) -> set[str]:
-    checks = results["passed_checks"] + results["failed_checks"] + results["skipped_checks"]
+def scanned_by_checkov(report: CheckovReport) -> set[str]:
+    checks = report.passed + report.failed + report.skipped
     return {Path(check["file_abs_path"]).name for check in checks}
 
 
@@ -220,15 +202,15 @@ def test_dependabot_matches_its_schema_and_updates_the_pins() -> None:
 
 
 def test_checkov_passes_and_scans_every_workflow(docs: dict[str, dict[str, Any]]) -> None:
-    results = checkov(ROOT)
+    results = checkov_actions(ROOT)
     failed = [
         f"{c['check_id']} {c['file_path']}:{c['file_line_range']} {c['check_name']}"
-        for c in results["failed_checks"]
+        for c in results.failed
     ]
     assert not failed, "\n".join(failed)
     unjustified = [
         c["check_id"]
-        for c in results["skipped_checks"]
+        for c in results.skipped
         if not (c.get("check_result") or {}).get("suppress_comment")
     ]
     assert not unjustified, f"skips need a reason: {unjustified}"
@@ -405,7 +387,7 @@ def test_actionlint_flags_a_script_injection(bad_repo: Path) -> None:
 
 
 def test_checkov_flags_a_script_injection(bad_repo: Path) -> None:
-    failed = {c["check_id"] for c in checkov(bad_repo)["failed_checks"]}
+    failed = {c["check_id"] for c in checkov_actions(bad_repo).failed}
     assert "CKV_GHA_2" in failed
 
 
@@ -418,7 +400,7 @@ def test_checkov_guard_notices_a_workflow_it_skipped(bad_repo: Path) -> None:
         1,
     )
     (bad_repo / ".github" / "workflows" / "bad.yml").write_text(skipped, encoding="utf-8")
-    assert "bad.yml" not in scanned_by_checkov(checkov(bad_repo))
+    assert "bad.yml" not in scanned_by_checkov(checkov_actions(bad_repo))
 
 
 def test_policy_checks_flag_the_bad_workflow(bad_repo: Path) -> None:
