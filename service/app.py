@@ -213,7 +213,8 @@ def create_app(
         except LogError as exc:
             log.error("app.start_failed", backend=settings.backend, error=str(exc))
             raise
-        worker_task = asyncio.create_task(worker.run()) if worker is not None else None
+        if worker is not None:
+            worker.start()
         sampler = asyncio.create_task(sample_depth())
         if auth.open:
             log.warning(
@@ -234,11 +235,8 @@ def create_app(
         finally:
             begin_drain()
             sampler.cancel()
-            if worker is not None and worker_task is not None:
+            if worker is not None:
                 await worker.stop()
-                worker_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker_task
             for provider in providers.values():
                 await provider.aclose()
             await queue.stop()

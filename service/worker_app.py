@@ -10,8 +10,6 @@ the API replicas that took them).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,11 +31,6 @@ __all__ = ["create_worker_app"]
 log = get_logger("service.worker")
 
 
-def _report_loop_end(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("worker.loop_crashed", error=repr(task.exception()))
-
-
 def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Litestar:
     """The worker process for ``settings`` (which must name a Redis: workers share its queue)."""
     if settings.redis_url is None:
@@ -57,12 +50,10 @@ def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None)
     )
     telemetry.instrument_redis(chunk_log, queue)
 
-    loop_task: list[asyncio.Task[None]] = []
-
     @get("/readyz", name="health:ready", opt={"skip_access_log": True})
     async def readyz() -> Response[dict[str, Any]]:
         """Ready when the claim loop runs and the log and the queue answer (both in Redis)."""
-        if loop_task and loop_task[0].done():
+        if not worker.alive:
             return Response(
                 {"status": "unavailable", "error": "the worker loop has stopped"}, status_code=503
             )
@@ -82,9 +73,7 @@ def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None)
         except LogError as exc:
             log.error("worker.start_failed", error=str(exc))
             raise
-        task = asyncio.create_task(worker.run(), name="worker")
-        task.add_done_callback(_report_loop_end)
-        loop_task.append(task)
+        worker.start()
         log.info("worker.process_started", worker=worker.name, providers=sorted(providers))
         try:
             yield
@@ -92,9 +81,6 @@ def create_worker_app(settings: Settings, *, telemetry: Telemetry | None = None)
             # SIGTERM: claim nothing new; running generations get the shutdown grace, then go
             # back to the queue for another worker (which resumes them after fencing this one).
             await worker.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task  # a crashed loop was reported when it ended; close the rest anyway
             for provider in providers.values():
                 await provider.aclose()
             await queue.stop()

@@ -81,6 +81,11 @@ _MAX_ATTEMPTS = 5
 _RECANCEL_EVERY = 0.5
 
 
+def _report_loop_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("worker.loop_crashed", error=repr(task.exception()))
+
+
 async def _cancel(task: asyncio.Task[Any]) -> None:
     """Cancel a task and wait until it has really finished.
 
@@ -189,6 +194,17 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run the claim loop in a task of its own; :meth:`stop` ends it."""
+        self._loop = asyncio.create_task(self.run(), name=f"worker-{self.name}")
+        self._loop.add_done_callback(_report_loop_end)
+
+    @property
+    def alive(self) -> bool:
+        """The claim loop started with :meth:`start` is still running."""
+        return self._loop is not None and not self._loop.done()
 
     @property
     def active(self) -> int:
@@ -240,6 +256,8 @@ class Worker:
         if running:
             _, pending = await asyncio.wait(running, timeout=self._settings.shutdown_grace)
             await asyncio.gather(*(_cancel(task) for task in pending))
+        if self._loop is not None:
+            await _cancel(self._loop)
         log.info("worker.stopped", worker=self.name)
 
     # -- one job ---------------------------------------------------------------------------
