@@ -50,11 +50,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-def _start(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``redis-server`` on a free port; retry when another process grabbed the port."""
+def _start(
+    binary: str, workdir: Path, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``redis-server`` on ``port`` (default: a free one, retried when another process
+    grabbed it)."""
     log_path = workdir / "redis.log"
-    for _ in range(_START_ATTEMPTS):
-        port = free_port()
+    for _ in range(_START_ATTEMPTS if port is None else 1):
+        port = port or free_port()
         args = [binary, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
         args += ["--port", str(port), "--dir", str(workdir)]
         with log_path.open("ab") as log_file:

@@ -45,17 +45,15 @@ import contextlib
 import math
 from collections import deque
 from typing import Any, Final, cast
-from urllib.parse import urlsplit
 
 from redis import exceptions as rex
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from service.generation.queue import Job, LeaseLost
 from service.log.base import BackendUnavailable
 from service.log.redis_errors import redact_url, unavailable
+from service.log.redis_pool import blocking_pool
 from service.telemetry import get_logger
 
 __all__ = ["RedisJobQueue"]
@@ -193,24 +191,24 @@ class RedisJobQueue:
         self._group = f"{prefix}:workers"
         self._idem_prefix = f"{prefix}:idem:"
         self._reader_prefix = f"{prefix}:reader:"
-        tcp = urlsplit(url).scheme != "unix"
         # No automatic retries: a retried XADD could enqueue a job twice. A connection Redis
         # closed is replaced when taken from the pool, so after an outage the pool heals.
-        options: dict[str, Any] = {
-            "timeout": None,
-            "socket_connect_timeout": connect_timeout,
-            "health_check_interval": health_check_interval,
-            "retry": Retry(NoBackoff(), 0),
-            **({"socket_keepalive": True} if tcp else {}),
-        }
-        self._pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, socket_timeout=socket_timeout, **options
+        self._pool = blocking_pool(
+            url,
+            max_connections=max_connections,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+            health_check_interval=health_check_interval,
         )
         self._redis: Redis = Redis(connection_pool=self._pool)
         # The blocking reader's own connection. No socket timeout: a blocked XREADGROUP is
         # silent for as long as it blocks; each read is bounded in claim() instead.
-        self._reader_pool = BlockingConnectionPool.from_url(
-            url, max_connections=1, socket_timeout=None, **options
+        self._reader_pool = blocking_pool(
+            url,
+            max_connections=1,
+            socket_timeout=None,
+            connect_timeout=connect_timeout,
+            health_check_interval=health_check_interval,
         )
         self._reader: Redis = Redis(connection_pool=self._reader_pool)
         self._reader_turn = asyncio.Lock()

@@ -11,9 +11,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from service.log.redis_errors import unavailable
+from service.log.redis_pool import blocking_pool
 
 __all__ = ["LimitStore", "MemoryLimitStore", "RedisLimitStore", "Slot"]
 
@@ -128,12 +129,11 @@ class RedisLimitStore:
         connect_timeout: float = 5.0,
     ) -> None:
         # Timeouts like the log's pool: a hung Redis must fail requests (503), not hang them.
-        self._pool = BlockingConnectionPool.from_url(
+        self._pool = blocking_pool(
             url,
             max_connections=max_connections,
-            timeout=None,
             socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
+            connect_timeout=connect_timeout,
         )
         self._redis = Redis(connection_pool=self._pool)
         self._prefix = f"{prefix}:limit:"

@@ -63,7 +63,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 from redis import exceptions as rex
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -95,6 +95,7 @@ from service.log.base import (
 from service.log.hub import RESYNC, LiveHub, Notice
 from service.log.offsets import ZERO, Offset
 from service.log.redis_errors import redact_url, unavailable
+from service.log.redis_pool import blocking_pool
 from service.log.rules import check_annotation, media_type, same_config
 from service.telemetry import get_logger
 
@@ -531,21 +532,16 @@ class RedisChunkLog:
         self._grace = str(key_grace_ms)
         self._exp_key = f"{prefix}:x:exp"
         self._gone_key = f"{prefix}:x:gone"
-        # No automatic retries: a retried append or create could run twice; idempotent calls
-        # retry once by hand (_eval). A connection Redis closed (say, a restart) is replaced
-        # when taken from the pool, and idle ones are PINGed first, so after an outage the
-        # pool heals by itself. Blocking pool, no wait limit: under load callers queue for a
-        # connection (each is held for one round trip, bounded by socket_timeout).
+        # No automatic retries (see redis_pool); idempotent calls retry once by hand (_eval).
+        # A connection Redis closed (say, a restart) is replaced when taken from the pool, and
+        # idle ones are PINGed first, so after an outage the pool heals by itself.
         self._tcp = urlsplit(url).scheme != "unix"
-        self._pool = BlockingConnectionPool.from_url(
+        self._pool = blocking_pool(
             url,
             max_connections=max_connections,
-            timeout=None,
             socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
+            connect_timeout=connect_timeout,
             health_check_interval=health_check_interval,
-            retry=Retry(NoBackoff(), 0),
-            **({"socket_keepalive": True} if self._tcp else {}),
         )
         self._redis: Redis = Redis(connection_pool=self._pool)
         common = (resources.files("service.log") / "lua" / "common.lua").read_text("utf-8")

@@ -29,8 +29,11 @@ from service.log import (
     StreamNotFound,
 )
 from service.protocol import headers as h
+from service.telemetry import get_logger
 
 __all__ = ["RawResponse", "error_response", "log_error_response"]
+
+_log = get_logger("service.protocol")
 
 
 class RawResponse(Response[None]):
@@ -118,6 +121,8 @@ def log_error_response(exc: LogError, *, head: bool = False) -> ASGIResponse:
         case InvalidOffset():
             return error_response(400, "INVALID_OFFSET", msg, head=head)
         case BackendUnavailable():
+            # The client gets a generic 503; the operator gets what Redis actually said.
+            _log.warning("log.backend_unavailable", error=msg)
             return error_response(
                 503,
                 "BACKEND_UNAVAILABLE",

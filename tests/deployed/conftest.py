@@ -24,6 +24,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.deployed)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, attach each node's recent log: CI output is all a red run leaves behind."""
+    outcome = yield
+    report = outcome.get_result()
+    topo = getattr(item, "funcargs", {}).get("deployed") or getattr(item, "funcargs", {}).get(
+        "topology"
+    )
+    if report.failed and isinstance(topo, Topology):
+        for name in list(topo.nodes):
+            try:
+                tail = topo.logs(name)[-4000:]
+            except Exception as exc:  # a node the test removed; say so and go on
+                tail = f"(no log: {exc})"
+            report.sections.append((f"container log: {name}", tail))
+
+
 @pytest.fixture(scope="session")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     try:
