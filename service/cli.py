@@ -132,6 +132,12 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from service.doctor import main as doctor_main
+
+    return doctor_main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run a subcommand; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="rivulet", description=__doc__)
@@ -155,9 +161,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench", help="load-test a deployment: steady, fanout, slow, resume-storm, idle"
     )
     from service.bench.run import add_arguments as bench_arguments
+    from service.doctor import __doc__ as doctor_doc
+    from service.doctor import add_arguments as doctor_arguments
 
     bench_arguments(bench)
     bench.set_defaults(func=_bench)
+    doctor = sub.add_parser(
+        "doctor",
+        help="check an edge from the outside: buffering, compression, heartbeats, idle "
+        "timeouts, resume, headers (exit 1 on any FAIL)",
+        description=doctor_doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    doctor_arguments(doctor)
+    doctor.set_defaults(func=_doctor)
     cfg = sub.add_parser("config", help="print every setting as a markdown table")
     cfg.set_defaults(func=_config)
     args = parser.parse_args(argv)

@@ -58,6 +58,7 @@ from service.telemetry import Telemetry, current_carrier
 
 __all__ = ["GenerationState", "generation_handlers"]
 
+HEARTBEAT_HEADER = "rivulet-heartbeat"
 _SSE_HEADERS = {
     "content-type": "text/event-stream",
     "cache-control": "no-cache",
@@ -249,7 +250,8 @@ async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
             recorder=recorder,
             on_end=lambda: st.limits.end_connection(who, conn_id),
         ),
-        headers=_SSE_HEADERS,
+        # The heartbeat interval, so a client (``rivulet doctor``) can tell late heartbeats.
+        headers=_SSE_HEADERS | {HEARTBEAT_HEADER: f"{settings.sse_heartbeat:g}"},
     )
 
 

@@ -10,7 +10,9 @@ fields, comments). Per connection:
 - the response ends after the terminal event (``finish``/``error``); the client should close
   its EventSource when it sees one (a closed response would otherwise make it reconnect);
 - a reader behind retention gets an explicit ``error`` event of type ``gap``, never a silent
-  skip; on shutdown a short ``retry:`` is sent so it reconnects to another replica quickly.
+  skip; on shutdown a short ``retry:`` is sent so it reconnects to another replica quickly;
+- when the connection reaches its duration cap, a ``: reconnect`` comment says the server
+  (not a proxy) ended it, and the client resumes with ``Last-Event-ID`` as usual.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ async def event_frames(
             yield ServerSentEventMessage(
                 data=None, retry=_SHUTDOWN_RETRY_MS, comment="draining"
             ).encode()
+        elif session.end_reason is EndReason.MAX_DURATION:
+            yield ServerSentEventMessage(data=None, comment="reconnect").encode()
         if recorder is not None:
             await recorder.relink()
     finally:

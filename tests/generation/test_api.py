@@ -82,6 +82,7 @@ async def test_create_then_follow_delivers_every_token_and_one_finish(client) ->
     assert r.headers["content-type"] == "text/event-stream"
     assert r.headers["cache-control"] == "no-cache"
     assert r.headers["x-accel-buffering"] == "no"
+    assert r.headers["rivulet-heartbeat"] == "0.5"  # what `rivulet doctor` times against
     events = _parse_sse(r.text)
     assert events[0] == {"retry": "1000"}
     data = [e for e in events if "data" in e]
@@ -234,6 +235,29 @@ async def test_an_attached_reader_keeps_the_generation_alive() -> None:
     assert events[-1]["type"] == "finish"
     assert events[-1]["reason"] == "stop"
     assert sum(e["type"] == "content" for e in events) == 40
+
+
+async def test_a_connection_at_its_duration_cap_says_the_server_ended_it() -> None:
+    # A proxy that cuts a stream and the server closing it on schedule look alike to a
+    # client; the closing comment tells them apart (rivulet doctor relies on it).
+    settings = Settings(workers=1, sse_max_duration=0.5, sse_heartbeat=0.2)
+    async with AsyncTestClient(create_app(settings)) as client:
+        gen = await _create(client, params={"fake": {"tokens": 4, "rate": 2}})
+        got: list[dict[str, Any]] = []
+        headers: dict[str, str] = {}
+        for _ in range(20):  # ~2 s of answer, 0.5 s per connection
+            r = await client.get(_path(gen["events_url"]), headers=headers)
+            events = _parse_sse(r.text)
+            got += [e["data"] for e in events if "data" in e]
+            if got and got[-1]["type"] == "finish":
+                break
+            assert r.text.rstrip().endswith(": reconnect"), r.text[-200:]
+            ids = [e["id"] for e in events if "id" in e]
+            if ids:
+                headers = {"last-event-id": ids[-1]}
+        assert [e["type"] for e in got].count("finish") == 1
+    deltas = [e["delta"] for e in got if e["type"] == "content"]
+    assert deltas == _expected({"fake": {"tokens": 4, "rate": 2}})
 
 
 async def test_a_reader_behind_retention_gets_an_explicit_gap_event() -> None:

@@ -59,6 +59,8 @@ def test_fail_after_and_timing() -> None:
     p = plan(USER, "m", {"fake": {"rate": 4, "stall_before_first": 1.5}})
     assert [p.due(i) for i in range(3)] == [1.5, 1.75, 2.0]
     assert plan(USER, "m", {"fake": {"rate": 0}}).due(100) == 0.0
+    p = plan(USER, "m", {"fake": {"rate": 4, "pause_after": 2, "pause": 10}})
+    assert [p.due(i) for i in range(4)] == [0.0, 0.25, 10.5, 10.75]  # quiet after 2 tokens
 
 
 def test_fingerprint_covers_params_and_attempts_count_per_fingerprint() -> None:
@@ -90,6 +92,10 @@ def test_fingerprint_covers_params_and_attempts_count_per_fingerprint() -> None:
         {"fake": {"fail_attempts": 101}},
         {"fake": {"fail_status": 200}},
         {"fake": {"stall_before_first": 601}},
+        {"fake": {"pause": 5}},
+        {"fake": {"pause_after": 3}},
+        {"fake": {"pause_after": 0, "pause": 5}},
+        {"fake": {"pause_after": 3, "pause": 601}},
         {"max_tokens": 0},
         {"max_tokens": "5"},
     ],

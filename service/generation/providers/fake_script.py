@@ -48,6 +48,10 @@ Parameters
     ``stall_before_first`` (number 0-600, default 0)
         Seconds to wait before the first token, after the response has started (a slow
         time-to-first-token).
+    ``pause_after`` (int >= 1, default none) and ``pause`` (number 0-600, default 0)
+        After token ``pause_after`` has been sent, go quiet for ``pause`` seconds before the
+        next one: an answer idle mid-stream, to show what an edge does with a silent stream
+        (``rivulet doctor`` uses it to check heartbeats and idle timeouts). Both or neither.
     ``word_repeat`` (int 1-1000, default 1)
         Each token's word is written this many times over (``"riverriver..."``): big tokens
         for load and backpressure tests, same words otherwise.
@@ -62,7 +66,8 @@ Parameters
     cut there too.
 
 Timing
-    Token ``i`` is due ``stall_before_first + i / rate`` seconds after the response starts;
+    Token ``i`` is due ``stall_before_first + i / rate`` seconds after the response starts
+    (plus ``pause`` for every token after the first ``pause_after``);
     a mid-stream failure happens when token ``K`` would have been due.
 
 Example (``POST /v1/generations``)::
@@ -150,6 +155,8 @@ class FakeOptions:
     stall_before_first: float = 0.0
     word_repeat: int = 1
     stamp: bool = False
+    pause_after: int | None = None
+    pause: float = 0.0
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> FakeOptions:
@@ -164,6 +171,9 @@ class FakeOptions:
             raise FakeParamsError(f"params.fake has unknown keys: {', '.join(map(str, unknown))}")
         fail_after = raw.get("fail_after")
         fail_status = raw.get("fail_status")
+        pause_after = raw.get("pause_after")
+        if ("pause" in raw) != (pause_after is not None):
+            raise FakeParamsError("params.fake.pause and params.fake.pause_after go together")
         return cls(
             tokens=_int(raw, "tokens", DEFAULT_TOKENS, 0, _MAX_TOKENS),
             rate=_number(raw, "rate", DEFAULT_RATE, 0.0, math.inf),
@@ -173,6 +183,10 @@ class FakeOptions:
             stall_before_first=_number(raw, "stall_before_first", 0.0, 0.0, _MAX_STALL),
             word_repeat=_int(raw, "word_repeat", 1, 1, 1000),
             stamp=_bool(raw, "stamp"),
+            pause_after=(
+                None if pause_after is None else _int(raw, "pause_after", 0, 1, _MAX_TOKENS)
+            ),
+            pause=_number(raw, "pause", 0.0, 0.0, _MAX_STALL),
         )
 
 
@@ -230,8 +244,12 @@ class FakePlan:
 
     def due(self, index: int) -> float:
         """Seconds after the response started when token ``index`` is sent."""
-        rate = self.options.rate
-        return self.options.stall_before_first + (index / rate if rate > 0 else 0.0)
+        options = self.options
+        rate = options.rate
+        due = options.stall_before_first + (index / rate if rate > 0 else 0.0)
+        if options.pause_after is not None and index >= options.pause_after:
+            due += options.pause
+        return due
 
 
 class AttemptCounter:
