@@ -8,10 +8,12 @@ chart to what the service needs (streaming-safe ingress, probes on real routes, 
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -133,9 +135,88 @@ def test_crd_validation_rejects_a_bad_service_monitor(tmp_path: Path) -> None:
     proc = run(tool("validate-crds"), bad, ok=False, env=node_env())
     assert proc.returncode == 1
     assert "interval" in proc.stdout
+    # The kubernetes-models validators let unknown fields through; validate-crds does not.
+    monitor["spec"]["endpoints"][0] = {"port": "http", "intervall": "30s"}
+    bad.write_text(yaml.safe_dump(monitor))
+    proc = run(tool("validate-crds"), bad, ok=False, env=node_env())
+    assert proc.returncode == 1
+    assert 'unknown field "intervall"' in proc.stdout
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n")
     assert run(tool("validate-crds"), unknown, ok=False, env=node_env()).returncode == 1
+
+
+GATEWAY = ("-f", str(CHART / "ci" / "gateway-values.yaml"))
+
+
+def _validate_crds(tmp_path: Path, *objs: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    manifest = tmp_path / "objects.yaml"
+    manifest.write_text(yaml.safe_dump_all(objs))
+    return run(tool("validate-crds"), manifest, ok=False, env=node_env())
+
+
+def _bad(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy of ``obj`` with ``value`` at the dotted ``path`` (list items by index)."""
+    obj = copy.deepcopy(obj)
+    *parents, last = path.split(".")
+    node: Any = obj
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[last] = value
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "value", "complaint"),
+    [
+        # Not a Gateway API Duration (GEP-2257): the HTTPRoute schema's pattern rejects it.
+        ("HTTPRoute", "spec.rules.0.timeouts.request", "15 minutes", "/request must match"),
+        ("HTTPRoute", "spec.rules.0.timeouts.backendRequest", "1d", "/backendRequest must match"),
+        ("HTTPRoute", "spec.rules.0.timeout", {"request": "0s"}, 'unknown field "timeout"'),
+        ("HTTPRoute", "spec.parentRefs.0.port", 0, "/parentRefs/0/port must be >= 1"),
+        # The stream idle timeout is a ClientTrafficPolicy field, not a BackendTrafficPolicy one.
+        (
+            "BackendTrafficPolicy",
+            "spec.timeout.http.streamIdleTimeout",
+            "1h",
+            'unknown field "streamIdleTimeout"',
+        ),
+        ("BackendTrafficPolicy", "spec.timeout.http.requestTimeout", "forever", "must match"),
+        # NGF 2.4's ProxySettingsPolicy has no timeouts (and no buffering.enabled).
+        ("ProxySettingsPolicy", "spec.timeout", {"read": "1h"}, 'unknown field "timeout"'),
+        ("ProxySettingsPolicy", "spec.buffering.enabled", False, 'unknown field "enabled"'),
+        ("ProxySettingsPolicy", "spec.buffering.bufferSize", "8 KiB", "must match pattern"),
+        ("ProxySettingsPolicy", "spec.targetRefs", [], "must NOT have fewer than 1 items"),
+    ],
+)
+def test_crd_validation_rejects_bad_gateway_objects(
+    kind: str, path: str, value: Any, complaint: str, tmp_path: Path
+) -> None:
+    good = find(render(*GATEWAY), kind)[0]
+    assert _validate_crds(tmp_path, good).returncode == 0
+    proc = _validate_crds(tmp_path, _bad(good, path, value))
+    assert proc.returncode == 1, proc.stdout
+    assert complaint in proc.stdout, proc.stdout
+
+
+def test_crd_validation_knows_no_gateway_api_kind_it_has_no_schema_for(tmp_path: Path) -> None:
+    """gateway.networking.k8s.io ends in .k8s.io but is no built-in group: never skipped."""
+    tcp_route = {
+        "apiVersion": "gateway.networking.k8s.io/v1alpha2",
+        "kind": "TCPRoute",
+        "metadata": {"name": "t"},
+        "spec": {"parentRefs": [{"name": "g"}], "rules": [{"backendRefs": [{"name": "s"}]}]},
+    }
+    proc = _validate_crds(tmp_path, tcp_route)
+    assert proc.returncode == 1
+    assert "no schema known for gateway.networking.k8s.io/v1alpha2 TCPRoute" in proc.stdout
+    client_policy = {
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+        "kind": "ClientTrafficPolicy",
+        "metadata": {"name": "c"},
+        "spec": {},
+    }
+    assert "no schema known" in _validate_crds(tmp_path, client_policy).stdout
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -174,6 +255,16 @@ def test_dockerfile_checkov_clean_with_reasoned_inline_skips() -> None:
         (["--set", "redis.embedded.appendfsync=no"], "appendfsync"),
         (["--set", "config.extra.PATH=/tmp"], "config.extra"),
         (["--set", "config.extra.RIVULET_PORT=9000"], "config.extra"),
+        (["--set", "gateway.enabled=true"], "gateway.parentRefs"),
+        (["--set", "gateway.timeouts.request=15 minutes"], "gateway.timeouts.request"),
+        (["--set", "gateway.timeouts.backendRequest=-1s"], "gateway.timeouts.backendRequest"),
+        (["--set", "gateway.parentRefs[0].nmae=eg"], "nmae"),
+        (["--set", "gateway.path.type=RegularExpression"], "gateway.path.type"),
+        (["--set", "gateway.hostnames[0]=Rivulet.Example.com"], "gateway.hostnames"),
+        (["--set", "gateway.envoyGateway.requestTimout=0s"], "requestTimout"),
+        (["--set", "gateway.envoyGateway.maxStreamDuration=1 hour"], "maxStreamDuration"),
+        (["--set", "gateway.nginxGatewayFabric.bufferSize=lots"], "bufferSize"),
+        (["--set", "gateway.nginxGatewayFabric.readTimeout=1h"], "readTimeout"),
     ],
 )
 def test_schema_rejects_bad_values(args: list[str], complaint: str) -> None:
@@ -192,6 +283,62 @@ def test_template_refuses_timings_that_would_cut_streams() -> None:
     assert "worker.terminationGracePeriodSeconds" in err
     err = render_fails("--set", "ingress.enabled=true", "--set", "ingress.timeoutSeconds=10")
     assert "ingress.timeoutSeconds" in err
+
+
+@pytest.mark.parametrize(
+    ("sets", "complaint"),
+    [
+        # A total timeout at or under the 60 s a Durable Streams live read lasts cuts it.
+        (["gateway.timeouts.request=30s"], "gateway.timeouts.request (30s) must be 0s or longer"),
+        (["gateway.timeouts.request=1m"], "gateway.timeouts.request (1m)"),
+        (["gateway.timeouts.backendRequest=59s500ms"], "gateway.timeouts.backendRequest"),
+        (
+            ["gateway.envoyGateway.enabled=true", "gateway.envoyGateway.requestTimeout=15s"],
+            "gateway.envoyGateway.requestTimeout (15s)",
+        ),
+        (
+            ["gateway.envoyGateway.enabled=true", "gateway.envoyGateway.maxStreamDuration=1m"],
+            "gateway.envoyGateway.maxStreamDuration (1m)",
+        ),
+        # The Gateway API's own rule (a CEL rule validate-crds does not evaluate).
+        (
+            ["gateway.timeouts.request=2m", "gateway.timeouts.backendRequest=2m1s"],
+            "must not exceed gateway.timeouts.request (2m)",
+        ),
+        (
+            ["gateway.timeouts.request=1h", "gateway.timeouts.backendRequest=59m3600s"],
+            "must not exceed",
+        ),
+    ],
+)
+def test_template_refuses_gateway_timeouts_that_would_cut_streams(
+    sets: list[str], complaint: str
+) -> None:
+    args = ["--set", "gateway.enabled=true", "--set", "gateway.parentRefs[0].name=eg"]
+    for value in sets:
+        args += ["--set", value]
+    assert complaint in render_fails(*args)
+
+
+def test_template_accepts_long_or_disabled_gateway_timeouts() -> None:
+    base = ["--set", "gateway.enabled=true", "--set", "gateway.parentRefs[0].name=eg"]
+    for request, backend in [("0s", "5m"), ("1h1m500ms", "1h1m"), ("61s", "61s"), ("", "")]:
+        docs = render(
+            *base,
+            "--set",
+            f"gateway.timeouts.request={request}",
+            "--set",
+            f"gateway.timeouts.backendRequest={backend}",
+        )
+        rule = one(docs, "HTTPRoute", "r-rivulet")["spec"]["rules"][0]
+        expected = {k: v for k, v in (("request", request), ("backendRequest", backend)) if v}
+        assert rule.get("timeouts", {}) == expected
+
+
+def test_gateway_policies_need_the_route() -> None:
+    for policy in ("envoyGateway", "nginxGatewayFabric"):
+        err = render_fails("--set", f"gateway.{policy}.enabled=true")
+        assert "set gateway.enabled too" in err
 
 
 # -- what the rendered objects do ---------------------------------------------------------------
@@ -226,6 +373,68 @@ def test_ingress_routes_to_the_api_service_port() -> None:
     assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"][0]["secretName"] == "rivulet-tls"
+
+
+def test_httproute_routes_to_the_api_service_port() -> None:
+    docs = render(*GATEWAY)
+    route = one(docs, "HTTPRoute", "r-rivulet")
+    values = yaml.safe_load((CHART / "ci" / "gateway-values.yaml").read_text())["gateway"]
+    assert route["spec"]["parentRefs"] == values["parentRefs"]
+    assert route["spec"]["hostnames"] == ["rivulet.example.com"]
+    [rule] = route["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    [backend] = rule["backendRefs"]
+    assert set(backend) == {"name", "port"}  # group "" and kind Service are the defaults
+    service = one(docs, "Service", backend["name"])
+    http = next(p for p in service["spec"]["ports"] if p["name"] == "http")
+    assert backend["port"] == http["port"]
+    api_labels = one(docs, "Deployment", "r-rivulet")["spec"]["template"]["metadata"]["labels"]
+    assert all(api_labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    # Off (the Gateway API's "0s"): Envoy's 15 s default route timeout would end every stream.
+    assert rule["timeouts"] == {"request": "0s", "backendRequest": "0s"}
+    # The gateway's data plane reaches the API port through the NetworkPolicy.
+    peers = one(docs, "NetworkPolicy", "r-rivulet")["spec"]["ingress"][0]["from"]
+    gateway_ns = {"kubernetes.io/metadata.name": "gateway-system"}
+    assert {"namespaceSelector": {"matchLabels": gateway_ns}} in peers
+
+
+def test_gateway_policies_target_the_httproute_and_keep_streams_flowing() -> None:
+    docs = render(*GATEWAY)
+    target = [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r-rivulet"}]
+    assert one(docs, "HTTPRoute", "r-rivulet")
+    envoy = one(docs, "BackendTrafficPolicy", "r-rivulet")
+    assert envoy["spec"]["targetRefs"] == target
+    assert envoy["spec"]["timeout"] == {"http": {"requestTimeout": "0s"}}
+    nginx = one(docs, "ProxySettingsPolicy", "r-rivulet")
+    assert nginx["spec"]["targetRefs"] == target
+    assert nginx["spec"]["buffering"] == {"disable": True}
+    # Opt-in: nothing of the Gateway API without gateway.enabled, no policy unless asked.
+    assert not [d for d in render() if d["apiVersion"].startswith("gateway.")]
+    route_only = render("--set", "gateway.enabled=true", "--set", "gateway.parentRefs[0].name=eg")
+    gateway_kinds = [d["kind"] for d in route_only if d["apiVersion"].startswith("gateway.")]
+    assert gateway_kinds == ["HTTPRoute"]
+
+
+def test_envoy_gateway_optional_timeouts_render_and_validate(tmp_path: Path) -> None:
+    docs = render(
+        *GATEWAY,
+        "--set",
+        "gateway.envoyGateway.maxStreamDuration=0s",
+        "--set",
+        "gateway.envoyGateway.connectionIdleTimeout=1h",
+        "--set",
+        "gateway.envoyGateway.requestTimeout=",
+        "--set",
+        "gateway.nginxGatewayFabric.bufferSize=16k",
+    )
+    envoy = one(docs, "BackendTrafficPolicy", "r-rivulet")
+    assert envoy["spec"]["timeout"] == {
+        "http": {"maxStreamDuration": "0s", "connectionIdleTimeout": "1h"}
+    }
+    nginx = one(docs, "ProxySettingsPolicy", "r-rivulet")
+    assert nginx["spec"]["buffering"] == {"disable": True, "bufferSize": "16k"}
+    proc = _validate_crds(tmp_path, envoy, nginx)
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_worker_deployment_only_when_enabled_and_redis_configured() -> None:
@@ -583,6 +792,20 @@ def test_notes_warn_without_redis_and_print_commands(tmp_path: Path) -> None:
     assert "WARNING" not in notes
     assert "export RIVULET_URL=https://rivulet.example.com" in notes
     assert "rollout status deploy/r-rivulet-worker" in notes
+
+
+def test_notes_say_how_to_reach_the_gateway_route(tmp_path: Path) -> None:
+    notes = _notes(tmp_path, *GATEWAY)
+    assert "HTTPRoute r-rivulet on Gateway gateway-system/shared-gateway" in notes
+    assert "kubectl -n rivulet get httproute r-rivulet" in notes
+    assert "export RIVULET_URL=https://rivulet.example.com" in notes
+    assert "port-forward" not in notes
+    bare = ["--set", "gateway.enabled=true", "--set", "gateway.parentRefs[0].name=eg"]
+    notes = _notes(tmp_path / "bare", *bare)
+    assert "kubectl -n rivulet get gateway eg -o jsonpath='{.status.addresses[0].value}'" in notes
+    both = _notes(tmp_path / "both", *EXTERNAL, *bare)
+    assert "export RIVULET_URL=https://rivulet.example.com" in both
+    assert "Or through the Gateway API" in both
 
 
 def test_readme_lists_every_value() -> None:

@@ -4,6 +4,8 @@ the real ``kubectl kustomize`` and validated like the chart."""
 from __future__ import annotations
 
 import base64
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from tests.deploy.conftest import (
     checkov,
     kubernetes_validate,
     load_docs,
+    node_env,
     run,
     tool,
 )
@@ -137,3 +140,76 @@ def test_prod_overlay_pins_the_image_and_fences_the_api() -> None:
 def test_namespaces_enforce_the_restricted_pod_security_standard(target: str) -> None:
     namespace = next(d for d in objects(target) if d["kind"] == "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+# -- the Gateway API components ----------------------------------------------------------------
+
+COMPONENTS = ["gateway-api", "envoy-gateway", "nginx-gateway-fabric"]
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_component_builds_on_its_own(component: str, tmp_path: Path) -> None:
+    """What CI's kustomize loop does with every directory holding a kustomization.yaml."""
+    manifest = tmp_path / "out.yaml"
+    manifest.write_text(build(f"components/{component}"))
+    docs = load_docs(manifest.read_text())
+    assert len(docs) == 1
+    assert kubernetes_validate(manifest, K8S_VERSIONS[-1]) == []
+    proc = run(tool("validate-crds"), manifest, ok=False, env=node_env())
+    assert proc.returncode == 0, proc.stdout
+
+
+def _readme_overlay(implementation: str, tmp_path: Path) -> Path:
+    """The overlay k8s/components/README.md shows (for Envoy Gateway), in a temporary directory,
+    for ``implementation`` (its component replacing envoy-gateway)."""
+    readme = (K8S / "components" / "README.md").read_text()
+    [text] = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    up = os.path.relpath(K8S, overlay)
+    text = text.replace("../../components/envoy-gateway", f"../../components/{implementation}")
+    (overlay / "kustomization.yaml").write_text(text.replace("../../", f"{up}/"))
+    return overlay
+
+
+@pytest.mark.parametrize("implementation", ["envoy-gateway", "nginx-gateway-fabric"])
+def test_readme_overlay_with_components_builds_and_validates(
+    implementation: str, tmp_path: Path
+) -> None:
+    overlay = _readme_overlay(implementation, tmp_path)
+    out = run(tool("kubectl"), "kustomize", overlay).stdout
+    manifest = tmp_path / "out.yaml"
+    manifest.write_text(out)
+    for version in K8S_VERSIONS:
+        assert kubernetes_validate(manifest, version) == []
+    proc = run(tool("validate-crds"), manifest, ok=False, env=node_env())
+    assert proc.returncode == 0, proc.stdout
+    docs = load_docs(out)
+    route = one(docs, "HTTPRoute", "rivulet")
+    assert route["metadata"]["namespace"] == "rivulet"
+    assert route["spec"]["parentRefs"] == [
+        {"name": "eg", "namespace": "envoy-gateway-system", "sectionName": "https"}
+    ]
+    assert route["spec"]["hostnames"] == ["rivulet.example.org"]
+    [backend] = route["spec"]["rules"][0]["backendRefs"]
+    service = one(docs, "Service", backend["name"])
+    assert backend["port"] in {p["port"] for p in service["spec"]["ports"]}
+    assert route["spec"]["rules"][0]["timeouts"] == {"request": "0s", "backendRequest": "0s"}
+    kind = {"envoy-gateway": "BackendTrafficPolicy", "nginx-gateway-fabric": "ProxySettingsPolicy"}
+    policies = [d for d in docs if d["kind"] in kind.values()]
+    assert [p["kind"] for p in policies] == [kind[implementation]]
+    assert policies[0]["metadata"]["namespace"] == "rivulet"
+    assert policies[0]["spec"]["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "rivulet"}
+    ]
+    assert not [d for d in docs if d["kind"] == "Ingress"]
+    peers = one(docs, "NetworkPolicy", "rivulet")["spec"]["ingress"][0]["from"]
+    assert peers == [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}
+            }
+        }
+    ]
+    report = checkov("kubernetes", "-f", manifest, skips=CHECKOV_K8S_SKIPS)
+    assert [f"{c['check_id']} {c['resource']}" for c in report.failed] == []

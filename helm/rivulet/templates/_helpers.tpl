@@ -214,6 +214,45 @@ requests, then (with in-process generations) the worker's own grace before it ha
 {{- add .Values.api.preStopSleepSeconds $grace (mul $inProcess $grace) }}
 {{- end }}
 
+{{/* Milliseconds in a Gateway API Duration (GEP-2257: "1h", "1m30s", "500ms", "0s"). */}}
+{{- define "rivulet.durationMs" -}}
+{{- $ms := 0 }}
+{{- range regexFindAll "[0-9]+(ms|h|m|s)" . -1 }}
+{{- $n := regexFind "^[0-9]+" . | int64 }}
+{{- $unit := regexFind "(ms|h|m|s)$" . }}
+{{- $ms = add $ms (mul $n (get (dict "h" 3600000 "m" 60000 "s" 1000 "ms" 1) $unit)) }}
+{{- end }}
+{{- $ms }}
+{{- end }}
+
+{{/* Gateway API checks: the policies need the route, and no timeout may cut a Durable Streams
+live read (config.sseMaxDurationSeconds long) before the server ends it. */}}
+{{- define "rivulet.validateGateway" -}}
+{{- $gw := .Values.gateway }}
+{{- if and (not $gw.enabled) (or $gw.envoyGateway.enabled $gw.nginxGatewayFabric.enabled) }}
+{{- fail "gateway.envoyGateway and gateway.nginxGatewayFabric attach to the chart's HTTPRoute: set gateway.enabled too" }}
+{{- end }}
+{{- if $gw.enabled }}
+{{- $floor := mulf .Values.config.sseMaxDurationSeconds 1000 | int64 }}
+{{- $checked := dict "gateway.timeouts.request" $gw.timeouts.request "gateway.timeouts.backendRequest" $gw.timeouts.backendRequest }}
+{{- if $gw.envoyGateway.enabled }}
+{{- $_ := set $checked "gateway.envoyGateway.requestTimeout" $gw.envoyGateway.requestTimeout }}
+{{- $_ := set $checked "gateway.envoyGateway.maxStreamDuration" $gw.envoyGateway.maxStreamDuration }}
+{{- end }}
+{{- range $key, $value := $checked }}
+{{- $ms := include "rivulet.durationMs" $value | int64 }}
+{{- if and $value (gt $ms 0) (le $ms $floor) }}
+{{- fail (printf "%s (%s) must be 0s or longer than config.sseMaxDurationSeconds (%v s), or the gateway cuts live reads the service would end itself" $key $value $.Values.config.sseMaxDurationSeconds) }}
+{{- end }}
+{{- end }}
+{{- $request := include "rivulet.durationMs" $gw.timeouts.request | int64 }}
+{{- $backend := include "rivulet.durationMs" $gw.timeouts.backendRequest | int64 }}
+{{- if and $gw.timeouts.request $gw.timeouts.backendRequest (gt $request 0) (gt $backend $request) }}
+{{- fail (printf "gateway.timeouts.backendRequest (%s) must not exceed gateway.timeouts.request (%s): the Gateway API rejects the HTTPRoute otherwise" $gw.timeouts.backendRequest $gw.timeouts.request) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Configuration checks that the schema cannot express. */}}
 {{- define "rivulet.validate" -}}
 {{- $drain := include "rivulet.apiDrainSeconds" . | int }}
@@ -229,6 +268,7 @@ requests, then (with in-process generations) the worker's own grace before it ha
 {{- if and .Values.ingress.enabled (le (int .Values.ingress.timeoutSeconds) (int .Values.config.sseHeartbeatSeconds)) }}
 {{- fail (printf "ingress.timeoutSeconds (%v) must exceed config.sseHeartbeatSeconds (%v), or the ingress cuts idle streams" .Values.ingress.timeoutSeconds .Values.config.sseHeartbeatSeconds) }}
 {{- end }}
+{{- include "rivulet.validateGateway" . }}
 {{- if and .Values.auth.existingSecret .Values.auth.apiKeys }}
 {{- fail "auth.apiKeys are written to the chart-made Secret; with auth.existingSecret put them in that Secret instead" }}
 {{- end }}
