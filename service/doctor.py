@@ -43,8 +43,10 @@ __all__ = ["Check", "Connection", "Plan", "add_arguments", "analyse", "diagnose"
 Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 
 DEFAULT_HEARTBEAT: Final = 15.0
+MAX_CONNECTIONS: Final = 20  # reconnects the doctor makes before it gives up
 REPLICA_HEADER: Final = "rivulet-replica"
 HEARTBEAT_HEADER: Final = "rivulet-heartbeat"
+STALL: Final = 1.5  # seconds from the POST to the first token
 LONG_SILENCE: Final = 75.0  # longer than the 60 s read timeout most proxies default to
 
 FIX_BUFFERING: Final = (
@@ -55,8 +57,10 @@ FIX_BUFFERING: Final = (
     "`buffer_responses`; HAProxy: no response filter (compression, cache) on this path"
 )
 FIX_COMPRESSION: Final = (
-    "exclude text/event-stream from compression (a compressor buffers until its block "
-    "fills): nginx `gzip_types` without text/event-stream (or `gzip off;` in this location); "
+    "exclude text/event-stream from compression (a compressor may hold events until its block "
+    "fills: nginx does with proxy_buffering on; and every hop after the edge now sees a "
+    "compressed stream it may buffer): nginx `gzip_types` without text/event-stream (or "
+    "`gzip off;` in this location); "
     "HAProxy `compression type` without it; Caddy `encode` with a matcher that excludes it; "
     "ingress-nginx: no `use-gzip`/`enable-brotli` for text/event-stream"
 )
@@ -108,6 +112,8 @@ class Plan:
 
     def fake_params(self) -> dict[str, Any]:
         return {
+            # The reader attaches before the first token: its delay is not a connect time.
+            "stall_before_first": STALL,
             "tokens": self.tokens,
             "rate": self.rate,
             "pause_after": self.pause_after,
@@ -118,7 +124,7 @@ class Plan:
     @property
     def duration(self) -> float:
         """Seconds the answer takes to produce."""
-        return (self.tokens - 1) / self.rate + self.pause
+        return STALL + (self.tokens - 1) / self.rate + self.pause
 
 
 @dataclass(slots=True)
@@ -162,22 +168,32 @@ class _SSE:
 
     def __init__(self) -> None:
         self._buf = b""
+        self._cr = b""
         self._data: list[str] = []
         self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[tuple[str, str, str | None]]:
-        """``("comment", text, None)`` or ``("event", data, id)`` for each complete item."""
-        self._buf += chunk
+        """``("comment", text, None)``, ``("event", data, id)`` or ``("id", id, id)`` (an id
+        with no data: it still moves the resume point) for each complete item."""
+        # CRLF and a bare CR end a line too; a CR at the end of a chunk waits for the next
+        # one, which may start with its LF.
+        data = self._cr + chunk
+        self._cr = b"\r" if data.endswith(b"\r") else b""
+        if self._cr:
+            data = data[:-1]
+        self._buf += data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         out: list[tuple[str, str, str | None]] = []
         while True:
             end = self._buf.find(b"\n")
             if end < 0:
                 return out
-            line = self._buf[:end].rstrip(b"\r").decode("utf-8", "replace")
+            line = self._buf[:end].decode("utf-8", "replace")
             self._buf = self._buf[end + 1 :]
             if not line:
                 if self._data:
                     out.append(("event", "\n".join(self._data), self._id))
+                elif self._id is not None:
+                    out.append(("id", self._id, self._id))
                 self._data, self._id = [], None
             elif line.startswith(":"):
                 out.append(("comment", line[1:].strip(), None))
@@ -230,6 +246,8 @@ async def _read(
                         continue
                     if event_id is not None:
                         last_id = event_id  # the last event *handled*, for Last-Event-ID
+                    if kind == "id":
+                        continue
                     try:
                         event = json.loads(value)
                     except ValueError:
@@ -250,12 +268,23 @@ async def _read(
             ended_by_server = conn.last_comment in ("reconnect", "draining")
             conn.end = "server" if ended_by_server else "cut"
             conn.detail = "" if ended_by_server else "ended without a final event"
-    except httpx.RemoteProtocolError:
-        conn.end, conn.detail = "cut", "broken mid-response"
     except httpx.DecodingError as exc:
         conn.end, conn.detail = "error", f"the edge's compressed body did not decode ({exc})"
-    except httpx.TimeoutException:
-        conn.end, conn.detail = "cut", "nothing arrived before the doctor's read timeout"
+    except (httpx.RemoteProtocolError, httpx.NetworkError, httpx.ReadTimeout) as exc:
+        # Once the response has started, a broken, reset or silent connection is the edge
+        # (or the network) cutting the stream; before it, the edge could not be reached.
+        started = conn.status != 0
+        if started:
+            conn.end = "cut"
+            conn.detail = (
+                "nothing arrived before the doctor's read timeout"
+                if isinstance(exc, httpx.ReadTimeout)
+                else "reset"
+                if isinstance(exc, httpx.NetworkError)
+                else "broken mid-response"
+            )
+        else:
+            conn.end, conn.detail = "error", f"{type(exc).__name__}: {exc}"
     except httpx.TransportError as exc:
         conn.end, conn.detail = "error", f"{type(exc).__name__}: {exc}"
     conn.closed = time.monotonic()
@@ -277,14 +306,24 @@ async def _create(
         "params": {"fake": fake},
     }
     try:
-        r = await client.post(f"{base}/v1/generations", json=body, headers=_auth(api_key))
-    except httpx.TransportError as exc:
-        raise DoctorError(f"cannot reach {base}: {type(exc).__name__}: {exc}") from exc
-    if r.status_code in (401, 403):
-        raise DoctorError(
-            f"HTTP {r.status_code} creating a generation: pass an API key with the generate "
-            "scope (--api-key)"
+        # Not following redirects: a POST redirected to a GET would look like a 404.
+        r = await client.post(
+            f"{base}/v1/generations", json=body, headers=_auth(api_key), follow_redirects=False
         )
+    except httpx.HTTPError as exc:
+        raise DoctorError(f"cannot reach {base}: {type(exc).__name__}: {exc}") from exc
+    if r.is_redirect:
+        raise DoctorError(
+            f"{base}/v1/generations redirects (HTTP {r.status_code}) to "
+            f"{r.headers.get('location', '?')}: run the doctor against the final URL"
+        )
+    if r.status_code in (401, 403):
+        hint = (
+            "the API key was refused (it needs the generate scope)"
+            if api_key
+            else "pass an API key with the generate scope (--api-key)"
+        )
+        raise DoctorError(f"HTTP {r.status_code} creating a generation: {hint}")
     if r.status_code == 404:
         raise DoctorError(
             f"HTTP 404 for {base}/v1/generations: is this the URL of a Rivulet deployment "
@@ -295,13 +334,14 @@ async def _create(
     try:
         events_url = str(r.json()["events_url"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise DoctorError(
-            f"the reply to POST /v1/generations is not Rivulet's: {r.text[:200]}"
-        ) from exc
-    # The service builds URLs from what it sees (often its own address behind the edge):
-    # keep the path and the read token, and go through the user's URL.
+        reply = r.text[:200]
+        raise DoctorError(f"the reply to POST /v1/generations is not Rivulet's: {reply}") from exc
+    # The service builds URLs from what it sees (often its own address behind the edge, and
+    # without a prefix the edge strips): keep what follows /v1/ and the read token, and go
+    # through the user's URL.
     parts = urlsplit(events_url)
-    return f"{base}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+    path = parts.path[parts.path.find("/v1/") :] if "/v1/" in parts.path else parts.path
+    return f"{base}{path}" + (f"?{parts.query}" if parts.query else "")
 
 
 async def diagnose(
@@ -324,8 +364,9 @@ async def diagnose(
             await _read(client, probe_path, None, probe, stop_after_pause=None)
             if probe.end == "error":
                 raise DoctorError(f"reading the probe's events failed: {probe.detail}")
-            advertised = probe.headers.get(HEARTBEAT_HEADER)
-            heartbeat = float(advertised) if advertised else DEFAULT_HEARTBEAT
+            heartbeat = _advertised_heartbeat(probe.headers.get(HEARTBEAT_HEADER))
+            advertised = heartbeat is not None
+            heartbeat = heartbeat or DEFAULT_HEARTBEAT
             silence = pause if pause is not None else _silence(heartbeat, long)
             plan = Plan(tokens, rate, max(1, tokens // 2), silence, heartbeat)
             path = await _create(client, base, api_key, plan.fake_params())
@@ -333,8 +374,19 @@ async def diagnose(
             connections = await _follow(client, path, plan, read_timeout)
     except DoctorError as exc:
         return None, [Check("reach", "FAIL", str(exc), "see the message")]
-    checks = analyse(plan, connections, heartbeat_advertised=advertised is not None, long=long)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return None, [Check("reach", "FAIL", f"{type(exc).__name__}: {exc}", "see the message")]
+    checks = analyse(plan, connections, heartbeat_advertised=advertised, long=long)
     return plan, checks
+
+
+def _advertised_heartbeat(value: str | None) -> float | None:
+    """The server's heartbeat interval from its header (None: absent or unusable)."""
+    try:
+        seconds = float(value) if value else math.nan
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 def _silence(heartbeat: float, long: bool) -> float:
@@ -351,7 +403,7 @@ async def _follow(
     deadline = time.monotonic() + plan.duration + 4 * plan.heartbeat + 60
     connections: list[Connection] = []
     last_id: str | None = None
-    while time.monotonic() < deadline and len(connections) < 12:
+    while time.monotonic() < deadline and len(connections) < MAX_CONNECTIONS:
         conn = Connection(opened=time.monotonic())
         # The first connection is closed on purpose after the first token past the silence,
         # so resume is always exercised.
@@ -434,7 +486,16 @@ def _delays(conn: Connection) -> list[float]:
     return [t.received - t.emitted for t in conn.tokens]
 
 
+def _unstamped(connections: list[Connection]) -> bool:
+    return any(math.isnan(t.emitted) for c in connections for t in c.tokens)
+
+
+UNSTAMPED: Final = "tokens carry no emit time (a server older than this doctor): not timed"
+
+
 def _buffering(plan: Plan, connections: list[Connection]) -> Check:
+    if _unstamped(connections):
+        return Check("buffering", "SKIP", UNSTAMPED)
     best = max(connections, key=lambda c: len(c.tokens))
     if len(best.tokens) < 2:
         return Check(
@@ -459,10 +520,15 @@ def _buffering(plan: Plan, connections: list[Connection]) -> Check:
 def _heartbeats(plan: Plan, connections: list[Connection], advertised: bool) -> Check:
     """Heartbeats during the silence: how late each arrived versus when it was due."""
     h = plan.heartbeat
+    if _unstamped(connections):
+        return Check("heartbeats", "SKIP", UNSTAMPED)
     note = "" if advertised else f" (server did not say its interval; assumed {h:g} s)"
+    # Without the server's word on the interval, a mismatch is a doubt, not a verdict.
+    bad: Status = "FAIL" if advertised else "WARN"
+    first_id = min((t.id for c in connections for t in c.tokens), default=None)
     for conn in connections:
         before = conn.tokens[: plan.pause_after]
-        if len(before) < plan.pause_after or not before:
+        if len(before) < plan.pause_after or not before or before[0].id != first_id:
             continue  # this connection did not see the whole run-up to the silence
         # Map the provider's clock onto ours with the smallest delay seen (clock offset).
         offset = min(_delays(conn))
@@ -498,14 +564,14 @@ def _heartbeats(plan: Plan, connections: list[Connection], advertised: bool) -> 
         if len(beats) + 1 < expected or (not beats and expected >= 1):
             return Check(
                 "heartbeats",
-                "FAIL",
+                bad,
                 measured + f", {expected} due: the edge drops or holds SSE comments",
                 FIX_BUFFERING,
             )
         if worst > max(1.0, h / 2):
             return Check(
                 "heartbeats",
-                "FAIL",
+                bad,
                 measured + f", up to {worst:.1f} s late: the edge holds them back",
                 FIX_BUFFERING,
             )
@@ -533,9 +599,15 @@ def _idle(plan: Plan, connections: list[Connection], long: bool) -> Check:
             + ("; the reconnects resumed exactly" if resumed else ""),
             fix_idle(plan.heartbeat),
         )
-    measured = f"a {plan.pause:g} s silence between tokens (heartbeats only) passed through"
+    # The server ends a connection at its own cap (RIVULET_SSE_MAX_DURATION, ': reconnect'),
+    # so a silence longer than that spans connections: say how long one stayed open.
+    longest = max(c.closed - c.opened for c in connections)
+    measured = (
+        f"a {plan.pause:g} s silence between tokens (heartbeats only) passed; connections "
+        f"stayed open up to {longest:.0f} s"
+    )
     if not long and plan.pause < 60:
-        measured += "; --long checks a 75 s one"
+        measured += " (--long: 75 s)"
     return Check("idle timeout", "PASS", measured)
 
 
@@ -555,6 +627,8 @@ def _resume(plan: Plan, connections: list[Connection]) -> Check:
     errors = [c.detail for c in connections if c.end == "error"]
     if errors:
         problems.append(errors[0])
+    if not terminals and len(connections) >= MAX_CONNECTIONS:
+        problems.append(f"gave up after {len(connections)} connections (see idle timeout)")
     if problems:
         return Check("resume", "FAIL", "; ".join(problems), FIX_RESUME)
     if reconnects == 0:

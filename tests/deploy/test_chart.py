@@ -292,6 +292,20 @@ def test_template_refuses_timings_that_would_cut_streams() -> None:
         (["gateway.timeouts.request=30s"], "gateway.timeouts.request (30s) must be 0s or longer"),
         (["gateway.timeouts.request=1m"], "gateway.timeouts.request (1m)"),
         (["gateway.timeouts.backendRequest=59s500ms"], "gateway.timeouts.backendRequest"),
+        # ... or a long-poll, when that is the longer of the two.
+        (
+            ["config.longPollTimeoutSeconds=120", "gateway.timeouts.request=90s"],
+            "gateway.timeouts.request (90s) must be 0s or longer",
+        ),
+        # NGF keeps nginx's 60 s read timeout: heartbeats must come more often than that.
+        (
+            [
+                "gateway.nginxGatewayFabric.enabled=true",
+                "config.sseHeartbeatSeconds=60",
+                "ingress.timeoutSeconds=3600",
+            ],
+            "config.sseHeartbeatSeconds (60) must be under 60 with gateway.nginxGatewayFabric",
+        ),
         (
             ["gateway.envoyGateway.enabled=true", "gateway.envoyGateway.requestTimeout=15s"],
             "gateway.envoyGateway.requestTimeout (15s)",

@@ -3,7 +3,17 @@ tests/edge). Each case builds what a client would have seen and checks the verdi
 
 from __future__ import annotations
 
-from service.doctor import Connection, Plan, Token, analyse
+import asyncio
+import math
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from service.doctor import _SSE, Connection, Plan, Token, _read, analyse
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 PLAN = Plan(tokens=6, rate=4.0, pause_after=3, pause=5.0, heartbeat=2.0)
 SSE = {"content-type": "text/event-stream", "cache-control": "no-cache"}
@@ -18,7 +28,8 @@ def _streaming(replicas: tuple[str | None, str | None] = (None, None)) -> list[C
     emitted = [0.0, 0.25, 0.5, 5.75, 6.0, 6.25]  # the provider's clock (silence after 3)
     delay = 100.0  # this machine's clock minus the provider's: any constant
     first = Connection(opened=99.0, http_version="HTTP/1.1", status=200, headers=dict(SSE))
-    first.tokens = [Token(_offset(i), emitted[i] + delay + 0.005, emitted[i]) for i in range(4)]
+    jitter = [0.004, 0.011, 0.006, 0.019]  # a streaming edge: a few ms, never the same
+    first.tokens = [Token(_offset(i), emitted[i] + delay + jitter[i], emitted[i]) for i in range(4)]
     first.heartbeats = [100.5 + 2.001, 100.5 + 4.002]
     first.end, first.closed, first.last_byte = "doctor", 105.8, 105.8
     second = Connection(opened=106.0, http_version="HTTP/1.1", status=200, headers=dict(SSE))
@@ -84,3 +95,103 @@ def test_an_http_1_0_edge_is_a_warning() -> None:
     conns = _streaming()
     conns[0].http_version = "HTTP/1.0"
     assert _verdicts(conns)["headers"] == "WARN"
+
+
+# -- reading: the SSE parser and how a connection's end is classified ----------------------
+
+
+def test_the_parser_handles_chunk_boundaries_anywhere_and_every_line_ending() -> None:
+    stream = (
+        b": rivulet\r\nretry: 1000\r\n\r\n"
+        b'id: 0000000000000001_0000000000000010\r\ndata: {"type":"content"}\r\n\r\n'
+        b'id: 0000000000000002_0000000000000020\rdata: {"a":\r\ndata: 1}\r\r'
+        b"id: 0000000000000003_0000000000000030\n\n"
+        b": keep-alive\n\n"
+    )
+    for size in (1, 2, 3, 7, len(stream)):
+        parser = _SSE()
+        items = []
+        for at in range(0, len(stream), size):
+            items += parser.feed(stream[at : at + size])
+        assert items == [
+            ("comment", "rivulet", None),
+            ("event", '{"type":"content"}', "0000000000000001_0000000000000010"),
+            ("event", '{"a":\n1}', "0000000000000002_0000000000000020"),
+            ("id", "0000000000000003_0000000000000030", "0000000000000003_0000000000000030"),
+            ("comment", "keep-alive", None),
+        ], size
+
+
+def _served(body: list[bytes], error: Exception | None = None) -> httpx.AsyncClient:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in body:
+            yield part
+        if error is not None:
+            raise error
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=SSE, content=chunks())
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+TOKEN = b'id: 0000000000000001_0000000000000010\ndata: {"type":"content","delta":"a@1.5"}\n\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "end", "detail"),
+    [
+        ([TOKEN, b": reconnect\n\n"], None, "server", ""),  # the server's duration cap
+        ([TOKEN, b": draining\n\n"], None, "server", ""),  # the server shutting down
+        ([TOKEN, b": keep-alive\n\n"], None, "cut", "ended without a final event"),
+        ([TOKEN], httpx.ReadError("connection reset"), "cut", "reset"),
+        ([TOKEN], httpx.RemoteProtocolError("incomplete"), "cut", "broken mid-response"),
+        ([TOKEN, b'data: {"type":"finish","reason":"stop"}\n\n'], None, "terminal", ""),
+    ],
+)
+def test_a_connection_end_is_told_apart_from_a_cut(
+    body: list[bytes], error: Exception | None, end: str, detail: str
+) -> None:
+    async def read() -> tuple[Connection, str | None]:
+        conn = Connection(opened=0.0)
+        async with _served(body, error) as client:
+            last = await _read(client, "http://edge/v1/x", None, conn, stop_after_pause=None)
+        return conn, last
+
+    conn, last = asyncio.run(read())
+    assert (conn.end, conn.detail) == (end, detail)
+    assert last == "0000000000000001_0000000000000010"
+    assert [(t.id, t.emitted) for t in conn.tokens] == [("0000000000000001_0000000000000010", 1.5)]
+
+
+def test_an_unreachable_edge_is_an_error_not_a_cut() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async def read() -> Connection:
+        conn = Connection(opened=0.0)
+        async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+            await _read(client, "http://edge/v1/x", None, conn, stop_after_pause=None)
+        return conn
+
+    assert asyncio.run(read()).end == "error"
+
+
+def test_without_the_advertised_interval_heartbeat_doubts_are_warnings() -> None:
+    conns = _streaming()
+    conns[0].heartbeats = []  # none seen: with a different real interval that is no proof
+    checks = analyse(PLAN, conns, heartbeat_advertised=False, long=False)
+    assert {c.name: c.status for c in checks}["heartbeats"] == "WARN"
+    assert {c.name: c.status for c in analyse(PLAN, conns, heartbeat_advertised=True, long=False)}[
+        "heartbeats"
+    ] == "FAIL"
+
+
+def test_unstamped_tokens_skip_the_timing_checks() -> None:
+    conns = _streaming()
+    for conn in conns:
+        for token in conn.tokens:
+            token.emitted = math.nan
+    verdicts = _verdicts(conns)
+    assert (verdicts["buffering"], verdicts["heartbeats"]) == ("SKIP", "SKIP")
+    assert verdicts["resume"] == "PASS"

@@ -233,7 +233,9 @@ live read (config.sseMaxDurationSeconds long) before the server ends it. */}}
 {{- fail "gateway.envoyGateway and gateway.nginxGatewayFabric attach to the chart's HTTPRoute: set gateway.enabled too" }}
 {{- end }}
 {{- if $gw.enabled }}
-{{- $floor := mulf .Values.config.sseMaxDurationSeconds 1000 | int64 }}
+{{- /* The longest response the service itself keeps open: a live SSE read or a long-poll. */}}
+{{- $longest := maxf .Values.config.sseMaxDurationSeconds .Values.config.longPollTimeoutSeconds }}
+{{- $floor := mulf $longest 1000 | int64 }}
 {{- $checked := dict "gateway.timeouts.request" $gw.timeouts.request "gateway.timeouts.backendRequest" $gw.timeouts.backendRequest }}
 {{- if $gw.envoyGateway.enabled }}
 {{- $_ := set $checked "gateway.envoyGateway.requestTimeout" $gw.envoyGateway.requestTimeout }}
@@ -242,8 +244,11 @@ live read (config.sseMaxDurationSeconds long) before the server ends it. */}}
 {{- range $key, $value := $checked }}
 {{- $ms := include "rivulet.durationMs" $value | int64 }}
 {{- if and $value (gt $ms 0) (le $ms $floor) }}
-{{- fail (printf "%s (%s) must be 0s or longer than config.sseMaxDurationSeconds (%v s), or the gateway cuts live reads the service would end itself" $key $value $.Values.config.sseMaxDurationSeconds) }}
+{{- fail (printf "%s (%s) must be 0s or longer than config.sseMaxDurationSeconds and config.longPollTimeoutSeconds (%v s), or the gateway cuts live reads the service would end itself" $key $value $longest) }}
 {{- end }}
+{{- end }}
+{{- if and $gw.nginxGatewayFabric.enabled (ge (int .Values.config.sseHeartbeatSeconds) 60) }}
+{{- fail (printf "config.sseHeartbeatSeconds (%v) must be under 60 with gateway.nginxGatewayFabric: NGF keeps nginx's 60 s proxy_read_timeout (its policy cannot raise it), which would cut idle streams" .Values.config.sseHeartbeatSeconds) }}
 {{- end }}
 {{- $request := include "rivulet.durationMs" $gw.timeouts.request | int64 }}
 {{- $backend := include "rivulet.durationMs" $gw.timeouts.backendRequest | int64 }}
