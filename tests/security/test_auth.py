@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-pytestmark = pytest.mark.asyncio
 
 ADMIN = "admin-key-0123456789abcdef"
 GEN = "generate-key-0123456789abcdef"
@@ -61,6 +60,7 @@ WRITES = [
 
 
 @pytest.mark.parametrize(("method", "url", "scope"), WRITES)
+@pytest.mark.asyncio
 async def test_every_write_needs_a_valid_key_with_its_scope(client, method, url, scope) -> None:
     kwargs: dict[str, Any] = (
         {"json": BODY}
@@ -84,6 +84,7 @@ async def test_every_write_needs_a_valid_key_with_its_scope(client, method, url,
     assert r.status_code not in (401, 403), r.text
 
 
+@pytest.mark.asyncio
 async def test_reads_need_a_read_key_or_a_token_for_that_stream(client) -> None:
     assert (
         await client.put("/v1/stream/a", content=b"A", headers={**TEXT, **bearer(WRITER)})
@@ -118,6 +119,7 @@ async def test_reads_need_a_read_key_or_a_token_for_that_stream(client) -> None:
     _denied(r, 401)
 
 
+@pytest.mark.asyncio
 async def test_a_generation_comes_with_a_token_for_its_events_only(client) -> None:
     r = await client.post("/v1/generations", json=BODY, headers=bearer(GEN))
     assert r.status_code == 201
@@ -133,6 +135,7 @@ async def test_a_generation_comes_with_a_token_for_its_events_only(client) -> No
     _denied(r, 401)
 
 
+@pytest.mark.asyncio
 async def test_key_file_rotation_without_restart(tmp_path: Path) -> None:
     path = tmp_path / "keys"
     old, new = "old-key-0123456789abcdef", "new-key-0123456789abcdef"
@@ -162,6 +165,7 @@ def test_refuses_to_serve_a_public_address_without_keys() -> None:
     assert Settings.from_env({}).auth_open  # loopback default: open (with a warning)
 
 
+@pytest.mark.asyncio
 async def test_cors_is_off_by_default_and_an_allowlist_when_set() -> None:
     async with AsyncTestClient(create_app(Settings())) as client:
         r = await client.get("/livez", headers={"origin": "https://evil.example"})
@@ -190,6 +194,7 @@ def test_keys_are_validated_with_clear_messages() -> None:
     assert json.dumps([k.fingerprint for k in keys])  # fingerprints, never keys, for logs
 
 
+@pytest.mark.asyncio
 async def test_public_read_streams_are_readable_without_credentials(client) -> None:
     headers = {**TEXT, **bearer(WRITER)}
     r = await client.put(

@@ -22,7 +22,6 @@ from tests.security.test_auth import ADMIN, GEN, SECRET, TEXT, bearer
 if TYPE_CHECKING:
     from pathlib import Path
 
-pytestmark = pytest.mark.asyncio
 
 OTHER = "other-key-0123456789abcdef"
 SLOW = {
@@ -53,6 +52,7 @@ def _throttled(r: httpx.Response) -> None:
     assert int(r.headers["retry-after"]) >= 1
 
 
+@pytest.mark.asyncio
 async def test_write_rate_is_limited_per_key_across_replicas(redis_server: str) -> None:
     app_a, app_b = _replicas(redis_server, rate_limit=3)
     async with AsyncTestClient(app_a) as a, AsyncTestClient(app_b) as b:
@@ -65,6 +65,7 @@ async def test_write_rate_is_limited_per_key_across_replicas(redis_server: str) 
         assert (await a.get("/v1/stream/r1", headers=bearer(ADMIN))).status_code == 200
 
 
+@pytest.mark.asyncio
 async def test_concurrent_generations_are_limited_per_key_across_replicas(
     redis_server: str,
 ) -> None:
@@ -113,6 +114,7 @@ def test_open_sse_connections_are_limited_per_client_across_replicas(
             time.sleep(0.1)
 
 
+@pytest.mark.asyncio
 async def test_request_limits_and_model_allowlist() -> None:
     settings = Settings(
         max_messages=2, max_prompt_chars=10, max_output_tokens=100, models="fake=fake-1"
@@ -132,6 +134,7 @@ async def test_request_limits_and_model_allowlist() -> None:
         assert (await client.post("/v1/generations", json={"messages": msg})).status_code == 201
 
 
+@pytest.mark.asyncio
 async def test_streams_per_key_are_capped_and_freed_by_delete(redis_server: str) -> None:
     app_a, app_b = _replicas(redis_server, max_streams_per_key=2)
     async with AsyncTestClient(app_a) as a, AsyncTestClient(app_b) as b:
