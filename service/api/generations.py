@@ -17,7 +17,6 @@ from litestar import Request, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
-from litestar.response.streaming import ASGIStreamingResponse
 
 from service.api.auth import (
     PUBLIC_ANNOTATION,
@@ -31,6 +30,7 @@ from service.api.limits import Limits, identity_of
 from service.delivery import LiveSession
 from service.delivery.eventsource import event_frames, gap_frame
 from service.delivery.recorder import DeliveryRecorder
+from service.delivery.response import LiveStreamingResponse
 from service.generation.jobs import (
     InvalidGeneration,
     RequestLimits,
@@ -239,7 +239,7 @@ async def _follow(request: Request[Any, Any, Any], gen_id: str) -> ASGIResponse:
         await alive()
     recorder = DeliveryRecorder(st.telemetry, gens.log, stream_path(gen_id), start, "eventsource")
     await recorder.begin()
-    return ASGIStreamingResponse(
+    return LiveStreamingResponse(
         iterator=event_frames(
             session,
             first,

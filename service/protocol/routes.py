@@ -30,6 +30,7 @@ from service.api.auth import PUBLIC_ANNOTATION, all_of, rate_limited, require_re
 from service.api.limits import Limits, identity_of
 from service.delivery import EndReason, Heartbeat, LiveSession
 from service.delivery.recorder import DeliveryRecorder
+from service.delivery.response import LiveStreamingResponse
 from service.delivery.tasks import spawn
 from service.log import (
     ZERO,
@@ -490,7 +491,7 @@ async def _sse(
     }
     if kind == "binary":
         out[h.SSE_ENCODING] = "base64"
-    return ASGIStreamingResponse(
+    return LiveStreamingResponse(
         iterator=_sse_frames(session, first, events, kind, cursor, recorder, st, (who, conn_id)),
         headers=out,
     )
