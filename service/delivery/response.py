@@ -5,8 +5,9 @@ child task of an anyio task group, beside the request task that waits for the cl
 disconnect. That costs every open connection a task group, a cancel scope and a second task
 for as long as it is open, and a live reader holds one open for up to a minute, most of it
 idle. Here the body is streamed by the request task itself and one small task waits for the
-disconnect (and the encoded headers are let go once sent); when it comes, it cancels the request task, and the cancellation it caused is
-absorbed here (an outside cancellation, such as a server shutdown, still propagates).
+disconnect; when it comes, it cancels the request task, and the cancellation it caused is
+absorbed here (an outside cancellation, such as a server shutdown, still propagates). The
+encoded headers are let go once sent.
 
 The frames are Litestar's (``ServerSentEventMessage``); only the scheduling differs.
 """

@@ -14,6 +14,7 @@ import pytest_asyncio
 from service.generation.events import ContentDelta, Finish, ProviderError, Usage
 from service.generation.providers.anthropic import AnthropicProvider
 from service.generation.providers.base import GenerationRequest, Message, Provider
+from service.generation.providers.clients import SdkClients
 from service.generation.providers.fake import FakeProvider
 from service.generation.providers.fake_script import input_token_count, script
 from service.generation.providers.openai import OpenAIProvider
@@ -314,14 +315,20 @@ async def test_a_stream_cut_before_its_end_is_an_error_not_a_short_answer(name) 
     if name == "openai":
         provider = OpenAIProvider(API_KEY, "http://upstream.invalid/v1")
         await provider.aclose()
-        provider._client = openai.AsyncOpenAI(
-            api_key=API_KEY, base_url="http://upstream.invalid/v1", http_client=http
+        provider._clients = SdkClients(
+            lambda _: openai.AsyncOpenAI(
+                api_key=API_KEY, base_url="http://upstream.invalid/v1", http_client=http
+            ),
+            count=1,
         )
     else:
         provider = AnthropicProvider(API_KEY, "http://upstream.invalid")
         await provider.aclose()
-        provider._client = anthropic.AsyncAnthropic(
-            api_key=API_KEY, base_url="http://upstream.invalid", http_client=http
+        provider._clients = SdkClients(
+            lambda _: anthropic.AsyncAnthropic(
+                api_key=API_KEY, base_url="http://upstream.invalid", http_client=http
+            ),
+            count=1,
         )
     try:
         events, error = await _run(provider, _request({}))

@@ -30,6 +30,7 @@ from anthropic.types import (
 
 from service.generation.events import ContentDelta, ErrorKind, Finish, ProviderError, Usage
 from service.generation.providers.base import GenerationRequest, ProviderEvent
+from service.generation.providers.clients import SdkClients
 from service.generation.providers.errors import kind_for_status
 from service.telemetry import get_logger
 
@@ -64,13 +65,17 @@ class AnthropicProvider:
         connect_timeout: float = 10.0,
         max_retries: int = 0,
     ) -> None:
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key,
-            # Explicit, because given nothing the SDK reads ANTHROPIC_BASE_URL itself, and
-            # settings.py is meant to be the one place that reads the environment.
-            base_url=base_url or _DEFAULT_BASE_URL,
-            timeout=anthropic.Timeout(timeout, connect=connect_timeout),
-            max_retries=max_retries,
+        # Several SDK clients, each with a share of the connection budget (see SdkClients).
+        self._clients = SdkClients(
+            lambda limits: anthropic.AsyncAnthropic(
+                api_key=api_key,
+                # Explicit, because given nothing the SDK reads ANTHROPIC_BASE_URL itself, and
+                # settings.py is meant to be the one place that reads the environment.
+                base_url=base_url or _DEFAULT_BASE_URL,
+                timeout=anthropic.Timeout(timeout, connect=connect_timeout),
+                max_retries=max_retries,
+                http_client=anthropic.DefaultAsyncHttpxClient(limits=limits),
+            )
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderEvent, None]:
@@ -87,7 +92,7 @@ class AnthropicProvider:
         )
         max_tokens = params.get("max_tokens")
         try:
-            stream = await self._client.messages.create(
+            stream = await self._clients.next().messages.create(
                 model=request.model,
                 max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
                 messages=messages,
@@ -147,7 +152,7 @@ class AnthropicProvider:
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP connection pool."""
-        await self._client.close()
+        await self._clients.aclose()
 
 
 def _stop_sequences(params: Mapping[str, Any]) -> Any:

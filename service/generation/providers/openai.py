@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from service.generation.events import ContentDelta, ErrorKind, Finish, ProviderError, Usage
 from service.generation.providers.base import GenerationRequest, ProviderEvent
+from service.generation.providers.clients import SdkClients
 from service.generation.providers.errors import kind_for_status
 from service.telemetry import get_logger
 
@@ -53,13 +54,17 @@ class OpenAIProvider:
         max_retries: int = 0,
         max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens",
     ) -> None:
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key,
-            timeout=openai.Timeout(timeout, connect=connect_timeout),
-            max_retries=max_retries,
-            # Explicit, because given nothing the SDK reads OPENAI_BASE_URL itself, and
-            # settings.py is meant to be the one place that reads the environment.
-            base_url=base_url or _DEFAULT_BASE_URL,
+        # Several SDK clients, each with a share of the connection budget (see SdkClients).
+        self._clients = SdkClients(
+            lambda limits: openai.AsyncOpenAI(
+                api_key=api_key,
+                timeout=openai.Timeout(timeout, connect=connect_timeout),
+                max_retries=max_retries,
+                # Explicit, because given nothing the SDK reads OPENAI_BASE_URL itself, and
+                # settings.py is meant to be the one place that reads the environment.
+                base_url=base_url or _DEFAULT_BASE_URL,
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits),
+            )
         )
         self._max_tokens_field = max_tokens_field
 
@@ -72,7 +77,7 @@ class OpenAIProvider:
         )
         limit = _given(params, "max_tokens")
         try:
-            stream = await self._client.chat.completions.create(
+            stream = await self._clients.next().chat.completions.create(
                 model=request.model,
                 messages=messages,
                 stream=True,
@@ -133,8 +138,8 @@ class OpenAIProvider:
         )
 
     async def aclose(self) -> None:
-        """Close the SDK's HTTP connection pool."""
-        await self._client.close()
+        """Close the SDK clients' HTTP connection pools."""
+        await self._clients.aclose()
 
 
 def _given(params: Mapping[str, Any], key: str) -> Any:
