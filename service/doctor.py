@@ -86,7 +86,7 @@ def fix_idle(heartbeat: float) -> str:
         "`proxy-read-timeout`/`proxy-send-timeout` annotations; HAProxy `timeout server` and "
         "`timeout client`; Gateway API HTTPRoute `timeouts.request: 0s` (Envoy's route timeout "
         "defaults to 15 s) and Envoy Gateway BackendTrafficPolicy timeouts; NGINX Gateway "
-        "Fabric ProxySettingsPolicy timeouts"
+        "Fabric keeps nginx's 60 s read timeout, so keep the heartbeat well under it"
     )
 
 
@@ -509,7 +509,8 @@ def _buffering(plan: Plan, connections: list[Connection]) -> Check:
     span = best.tokens[-1].emitted - best.tokens[0].emitted
     measured = (
         f"{len(best.tokens)} tokens produced over {span:.1f} s arrived with delays within "
-        f"{spread * 1000:.0f} ms of each other"
+        + (f"{spread * 1000:.0f} ms" if spread >= 0.001 else "1 ms")
+        + " of each other"
     )
     if spread <= max(0.5, 1.5 / plan.rate):
         return Check("buffering", "PASS", measured)
