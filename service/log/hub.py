@@ -16,10 +16,12 @@ Race-freedom: a reader registers its watch and waits until the upstream subscrip
 from __future__ import annotations
 
 import asyncio
+import heapq
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from service.log.base import BackendUnavailable, Chunk, ReadResult
 from service.log.offsets import Offset
@@ -52,10 +54,11 @@ INTERRUPT = Notice(start=Offset(0, 0), tail=Offset(0, 0), closed=False, interrup
 class Watch:
     """One reader's mailbox on the hub."""
 
-    __slots__ = ("_notices", "_overflow", "_waiter", "path")
+    __slots__ = ("_hub", "_notices", "_overflow", "_waiter", "path")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, hub: LiveHub) -> None:
         self.path = path
+        self._hub = hub
         # A list, not a deque: a deque allocates a 64-slot block up front (~600 B per idle
         # reader, measured with tracemalloc); a watch rarely holds more than one notice.
         self._notices: list[Notice] = []
@@ -89,18 +92,75 @@ class Watch:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiter = waiter
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        if timeout is None:
+            try:
+                return await waiter
+            finally:
+                self._waiter = None
+        deadlines = self._hub.deadlines(loop)
+        key = deadlines.add(timeout, waiter)
         try:
             return await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+            deadlines.remove(key, waiter)
 
 
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
+class _Deadlines:
+    """Every watch timeout of one hub's event loop, on one timer, in 20 ms buckets.
+
+    Each idle reader waits with a timeout (its next heartbeat), and each delivered event starts
+    a new wait: a ``call_later`` per wait cost every waiting reader a timer handle and every
+    event a timer created and cancelled. Here a wait joins the set of its (rounded-up) due
+    bucket and leaves it when it ends; one timer, armed for the earliest bucket, expires the
+    waiters still in due buckets. Timeouts fire up to one bucket late (and at most the loop's
+    1 ms timer slack early).
+    """
+
+    __slots__ = ("_armed", "_buckets", "_handle", "_keys", "loop")
+
+    _RESOLUTION: Final = 0.02
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._buckets: dict[int, set[asyncio.Future[bool]]] = {}
+        self._keys: list[int] = []  # a heap of the buckets' keys
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed: int | None = None
+
+    def add(self, timeout: float, waiter: asyncio.Future[bool]) -> int:
+        """Expire ``waiter`` (result False) after ``timeout`` seconds; returns its bucket."""
+        key = math.ceil((self.loop.time() + timeout) / self._RESOLUTION)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = set()
+            heapq.heappush(self._keys, key)
+            if self._armed is None or key < self._armed:
+                self._arm(key)
+        bucket.add(waiter)
+        return key
+
+    def remove(self, key: int, waiter: asyncio.Future[bool]) -> None:
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.discard(waiter)
+
+    def _arm(self, key: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed = key
+        self._handle = self.loop.call_at(key * self._RESOLUTION, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = self._armed = None
+        # A loop may run a timer up to its clock resolution early (uvloop: 1 ms).
+        due = math.floor((self.loop.time() + 0.001) / self._RESOLUTION)
+        while self._keys and self._keys[0] <= due:
+            for waiter in self._buckets.pop(heapq.heappop(self._keys), ()):
+                if not waiter.done():
+                    waiter.set_result(False)
+        if self._keys:
+            self._arm(self._keys[0])
 
 
 class LiveHub:
@@ -109,6 +169,15 @@ class LiveHub:
     def __init__(self) -> None:
         self._watches: dict[str, set[Watch]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
+        self._deadlines: _Deadlines | None = None
+
+    def deadlines(self, loop: asyncio.AbstractEventLoop) -> _Deadlines:
+        """The watch timeouts' timer for ``loop`` (a hub outlives no loop in production;
+        tests may run one hub on several)."""
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self._deadlines = _Deadlines(loop)
+        return deadlines
 
     @property
     def watch_count(self) -> int:
@@ -123,7 +192,7 @@ class LiveHub:
     @asynccontextmanager
     async def watch(self, path: str) -> AsyncIterator[Watch]:
         """Register a watch on ``path``; it is live (subscribed upstream) once entered."""
-        w = Watch(path)
+        w = Watch(path, self)
         watches = self._watches.get(path)
         if watches is None:
             watches = self._watches[path] = set()
