@@ -27,7 +27,7 @@ from litestar.response.sse import ServerSentEventMessage
 from service.delivery.live import EndReason, Heartbeat, LiveSession
 from service.delivery.recorder import DeliveryRecorder
 from service.delivery.tasks import spawn
-from service.log import Offset, ReadResult
+from service.log import Chunk, Offset, ReadResult
 
 __all__ = ["event_frames", "gap_frame"]
 
@@ -47,12 +47,30 @@ def gap_frame(earliest: Offset) -> bytes:
     return ServerSentEventMessage(data=json.dumps(body, separators=(",", ":"))).encode()
 
 
+# A live event's frame depends only on its bytes and offset, and every reader of a stream
+# sends the same one: encode it once per process, not once per reader. Bounded by count, and
+# only small frames (a token, a finish): a big chunk's encoding is cheap per byte already.
+_FRAMES: dict[tuple[bytes, int, int], bytes] = {}
+_FRAMES_MAX = 2048
+_FRAME_CACHE_LIMIT = 2048  # bytes of data
+
+
+def _frame(chunk: Chunk) -> bytes:
+    data, end = chunk.data, chunk.end
+    if len(data) > _FRAME_CACHE_LIMIT:
+        return ServerSentEventMessage(data=data.decode(), id=str(end)).encode()
+    key = (data, end.entries, end.bytes)
+    frame = _FRAMES.get(key)
+    if frame is None:
+        if len(_FRAMES) >= _FRAMES_MAX:
+            _FRAMES.clear()
+        # The stored bytes are already compact JSON: passed through, never re-encoded.
+        frame = _FRAMES[key] = ServerSentEventMessage(data=data.decode(), id=str(end)).encode()
+    return frame
+
+
 def _batch(result: ReadResult) -> bytes:
-    # The stored bytes are already compact JSON: passed through, never re-encoded.
-    return b"".join(
-        ServerSentEventMessage(data=chunk.data.decode(), id=str(chunk.end)).encode()
-        for chunk in result.chunks
-    )
+    return b"".join(_frame(chunk) for chunk in result.chunks)
 
 
 async def event_frames(
