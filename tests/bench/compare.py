@@ -87,7 +87,7 @@ RIVULET_ENV = {
 }
 # Generations a process runs at once: above any scenario's stream count, so Rivulet never
 # queues a generation the peers (unbounded) would start at once.
-RIVULET_WORKERS = "512"
+RIVULET_WORKERS = "4096"
 FINISH = json.dumps({"type": "finish", "reason": "stop"}, separators=(",", ":"))
 WORDS = ("river", "stream", "delta", "bank", "current", "flow", "eddy", "reach")
 
@@ -828,8 +828,10 @@ def saturation(args: argparse.Namespace, peers: list[Peer], command: str) -> str
         passed = 0
         trail: list[str] = []
         with peer.start() as running:
-            n = first
-            while n <= args.max_streams:
+
+            def step(
+                n: int, peer: Peer = peer, running: Running = running, trail: list[str] = trail
+            ) -> bool:
                 args.streams = n
                 run = run_once(peer, running, "steady", args)
                 p99 = run.latency_ms.get("p99")
@@ -845,11 +847,24 @@ def saturation(args: argparse.Namespace, peers: list[Peer], command: str) -> str
                     f"p99 {p99} ms, errors {run.errors}",
                     file=sys.stderr,
                 )
-                if not ok:
+                time.sleep(1)
+                return ok
+
+            # Double until a step fails, then bisect between the last pass and that failure
+            # down to an eighth of the pass (doubling alone can't tell 400 from 799).
+            n, failed = first, 0
+            while n <= args.max_streams:
+                if not step(n):
+                    failed = n
                     break
                 passed = n
                 n *= 2
-                time.sleep(1)
+            while failed and passed and failed - passed > max(1, passed // 8):
+                middle = (passed + failed) // 2
+                if step(middle):
+                    passed = middle
+                else:
+                    failed = middle
         best[peer.name] = passed
         rows.append(
             [
@@ -866,7 +881,8 @@ def saturation(args: argparse.Namespace, peers: list[Peer], command: str) -> str
         f"- machine: {machine()}",
         f"- command: `{command}` (took {(time.monotonic() - began) / 60:.1f} min)",
         f"- each step: N streams x {args.rate:g} tokens/s x {args.tokens} tokens, one reader "
-        "each, one run; N doubles until p99 emit→receive exceeds 100 ms or a reader fails",
+        "each, one run; N doubles until p99 emit→receive exceeds 100 ms or a reader fails, "
+        "then bisects between the last pass and that failure to within an eighth",
         "",
         _table(("peer", "largest N passing", "steps"), rows),
         "",
