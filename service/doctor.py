@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from service.api.generations import HEARTBEAT_HEADER
+from service.api.middleware import REPLICA_HEADER as _REPLICA_HEADER
 from service.generation.providers.fake_script import unstamp
 
 __all__ = ["Check", "Connection", "Plan", "add_arguments", "analyse", "diagnose", "main"]
@@ -44,8 +46,8 @@ Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 
 DEFAULT_HEARTBEAT: Final = 15.0
 MAX_CONNECTIONS: Final = 20  # reconnects the doctor makes before it gives up
-REPLICA_HEADER: Final = "rivulet-replica"
-HEARTBEAT_HEADER: Final = "rivulet-heartbeat"
+# The service's own header names, from where it sets them.
+REPLICA_HEADER: Final = _REPLICA_HEADER.decode()
 STALL: Final = 1.5  # seconds from the POST to the first token
 LONG_SILENCE: Final = 75.0  # longer than the 60 s read timeout most proxies default to
 
@@ -424,13 +426,14 @@ def analyse(
 ) -> list[Check]:
     """The report for what the connections saw (pure: unit-testable without a network)."""
     first = connections[0]
+    resume = _resume(plan, connections)
     return [
         _headers(first),
         _compression(first),
         _buffering(plan, connections),
         _heartbeats(plan, connections, heartbeat_advertised),
-        _idle(plan, connections, long),
-        _resume(plan, connections),
+        _idle(plan, connections, long, resumed=resume.status == "PASS"),
+        resume,
         _cross_replica(connections),
     ]
 
@@ -584,9 +587,8 @@ def _heartbeats(plan: Plan, connections: list[Connection], advertised: bool) -> 
     )
 
 
-def _idle(plan: Plan, connections: list[Connection], long: bool) -> Check:
+def _idle(plan: Plan, connections: list[Connection], long: bool, *, resumed: bool) -> Check:
     cuts = [c for c in connections if c.end == "cut"]
-    resumed = _resume(plan, connections).status == "PASS"
     if cuts:
         c = cuts[0]
         idle = c.closed - (c.last_byte or c.opened)

@@ -92,18 +92,16 @@ class Watch:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiter = waiter
-        if timeout is None:
-            try:
-                return await waiter
-            finally:
-                self._waiter = None
-        deadlines = self._hub.deadlines(loop)
-        key = deadlines.add(timeout, waiter)
+        deadlines, key = None, 0
+        if timeout is not None:
+            deadlines = self._hub.deadlines(loop)
+            key = deadlines.add(timeout, waiter)
         try:
             return await waiter
         finally:
             self._waiter = None
-            deadlines.remove(key, waiter)
+            if deadlines is not None:
+                deadlines.remove(key, waiter)
 
 
 class _Deadlines:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import _stop, free_port
+from tests.rivulet_process import rivulet_serve
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -194,38 +194,17 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, log: Path) ->
     pytest.fail(f"{what} did not come up on {url}:\n{out}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """One ``rivulet serve`` on the memory backend, heartbeat every 2 s."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("rivulet") / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RIVULET_", "REDIS_URL"))}
-    env |= {
-        "RIVULET_PORT": str(port),
+    """One ``rivulet serve`` on the memory backend, heartbeat every 2 s; yields its port."""
+    env = {
         "RIVULET_SSE_HEARTBEAT": str(HEARTBEAT),
         "RIVULET_LOG_LEVEL": "warning",
         "RIVULET_RATE_LIMIT": "0",
         "RIVULET_MAX_SSE_PER_CLIENT": "0",
     }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"], env=env, stdout=out, stderr=out
-        )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/readyz", proc, "rivulet serve", log)
-        yield port
-    finally:
-        _stop(proc)
+    with rivulet_serve(tmp_path_factory.mktemp("rivulet"), env, name="edge") as server:
+        yield int(server.url.rsplit(":", 1)[1])
 
 
 @pytest.fixture(scope="module")
